@@ -1,0 +1,48 @@
+# Quick start: `make up` (build the example repository and serve it) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TDEPLOY := $(VENV)/bin/tdeploy
+EXTRAS ?= build,serve,loadtest,k8s,test
+GRPC_PORT ?= 8001
+HTTP_PORT ?= 8000
+METRICS_PORT ?= 8002
+STAMP := $(VENV)/.installed
+
+.PHONY: install up build serve verify test lint format bench loadtest loadtest-staging clean
+
+# Idempotent: re-installs only when pyproject.toml changed.
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	@bash .ci/system-deps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+build: install
+	$(TDEPLOY) build
+
+up: build
+	$(TDEPLOY) serve --grpc-port $(GRPC_PORT) --http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+verify: install
+	$(TDEPLOY) verify
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff format --check src build clients loadtests tests
+	$(VENV)/bin/ruff check src build clients loadtests tests
+	$(VENV)/bin/mypy src/triton_deploy clients
+
+format: install
+	$(VENV)/bin/ruff format src build clients loadtests tests
+	$(VENV)/bin/ruff check --fix src build clients loadtests tests
+
+bench: build
+	$(PY) -m triton_deploy.runtime.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

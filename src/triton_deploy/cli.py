@@ -1,0 +1,203 @@
+"""The ``tdeploy`` command line: thin typer wrappers over typed functions.
+
+The project's error becomes exit code 1 with a one-line message at this edge only.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from triton_deploy import __version__
+from triton_deploy.errors import ServerStartError, TritonDeployError
+
+app = typer.Typer(
+    name="tdeploy",
+    help="Build Triton model repositories, serve them locally, call and load-test them.",
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_SPEC = Path("build/models.yaml")
+DEFAULT_REPOSITORY = Path("model_repository")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """triton-deploy: trained models in, production inference on NVIDIA Triton out."""
+
+
+def fail(exc: TritonDeployError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def build(
+    spec: Annotated[
+        Path, typer.Option(help="The build spec.", envvar="TDEPLOY_SPEC")
+    ] = DEFAULT_SPEC,
+    out: Annotated[
+        Path, typer.Option(help="Model repository to write.", envvar="TDEPLOY_REPOSITORY")
+    ] = DEFAULT_REPOSITORY,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Build only these models (repeatable).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Rebuild even when the repository is up to date.")
+    ] = False,
+) -> None:
+    """Train the recipes and write a Triton model repository (configs, weights, manifest)."""
+    from triton_deploy.build.pipeline import build_repository
+    from triton_deploy.build.spec import load_spec
+
+    try:
+        report = build_repository(
+            load_spec(spec), out, only=set(only) if only else None, force=force, console=console
+        )
+    except TritonDeployError as exc:
+        raise fail(exc) from None
+    if report.up_to_date:
+        console.print(f"{report.repository} is up to date with {spec} (use --force to rebuild)")
+        return
+    console.print(report.table())
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped[/] {skipped.model}: {skipped.detail}")
+    if report.failed:
+        raise fail(
+            TritonDeployError(
+                f"{len(report.failed)} model(s) failed: "
+                + ", ".join(r.model for r in report.failed)
+            )
+        )
+
+
+@app.command()
+def serve(
+    repository: Annotated[
+        Path, typer.Option(help="Model repository to serve.", envvar="TDEPLOY_REPOSITORY")
+    ] = DEFAULT_REPOSITORY,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.", envvar="TDEPLOY_GRPC_PORT")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port.", envvar="TDEPLOY_HTTP_PORT")] = 8000,
+    metrics_port: Annotated[
+        int, typer.Option(help="Metrics port.", envvar="TDEPLOY_METRICS_PORT")
+    ] = 8002,
+    address: Annotated[
+        str, typer.Option(help="Listen address; 0.0.0.0 to accept other machines.", envvar="TDEPLOY_ADDRESS")
+    ] = "127.0.0.1",
+    exit_timeout: Annotated[
+        int, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")
+    ] = 30,
+    log_server: Annotated[bool, typer.Option(help="Echo the server's log lines.")] = True,
+    triton_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--triton-arg", help="Extra tritonserver flag, e.g. --triton-arg=--log-verbose=1."
+        ),
+    ] = None,
+) -> None:
+    """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
+    from triton_deploy.runtime.server import TritonServer
+
+    server = TritonServer(
+        repository,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        address=address,
+        exit_timeout_s=exit_timeout,
+        extra_args=triton_arg or [],
+        on_log_line=(lambda line: print(line, file=sys.stderr, flush=True)) if log_server else None,
+    )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        console.print(
+            f"\n{signal.Signals(signum).name}: stopping, letting in-flight requests finish"
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        server.start()
+    except ServerStartError as exc:
+        raise fail(exc) from None
+    except TritonDeployError as exc:
+        raise fail(exc) from None
+    for name, reason in server.skipped.items():
+        console.print(f"[yellow]not loaded[/] {name}: {reason}")
+    console.print(
+        f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
+        f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}\n  metrics  {server.metrics_url}\n"
+        f"  try:     tdeploy health --url {server.grpc_url}\n"
+        f"           tdeploy verify --url {server.grpc_url}\n"
+        "  stop:    Ctrl-C"
+    )
+    watcher = threading.Thread(target=lambda: (server.wait(), stop.set()), daemon=True)
+    watcher.start()
+    stop.wait()
+    code = server.stop()
+    console.print(f"tritonserver exited with code {code}")
+    if code not in (0, None):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def verify(
+    url: Annotated[
+        str, typer.Option(help="gRPC endpoint.", envvar="TDEPLOY_URL")
+    ] = "localhost:8001",
+    repository: Annotated[
+        Path,
+        typer.Option(
+            help="The built repository (for its golden cases).", envvar="TDEPLOY_REPOSITORY"
+        ),
+    ] = DEFAULT_REPOSITORY,
+    spec: Annotated[Path, typer.Option(help="The build spec (tolerances).")] = DEFAULT_SPEC,
+    model: Annotated[list[str] | None, typer.Option(help="Only these models (repeatable).")] = None,
+) -> None:
+    """Send held-out inputs to a live server and compare with the source frameworks."""
+    from triton_deploy.build.spec import load_spec
+    from triton_deploy.build.verify import verify_server
+
+    try:
+        report = verify_server(url, repository, load_spec(spec), models=model)
+    except TritonDeployError as exc:
+        raise fail(exc) from None
+    Console().print(report.table())
+    if not report.passed:
+        raise fail(TritonDeployError(f"verification failed for {', '.join(report.failed_models)}"))
+
+
+def main() -> None:
+    try:
+        from triton_deploy import cli_client
+    except ImportError:
+        cli_client = None  # type: ignore[assignment]
+    if cli_client is not None:
+        for name in ("infer", "health"):
+            command = getattr(cli_client, name, None)
+            if command is not None and name not in {c.name for c in app.registered_commands}:
+                app.command(name=name)(command)
+    sys.exit(app())

@@ -1,0 +1,59 @@
+"""The project's error tree. Every error raised on purpose by triton-deploy derives from one root.
+
+    TritonDeployError
+    ├── SpecError              a models.yaml that is not valid (names file, key and reason)
+    ├── BuildError             a model could not be built or failed verification
+    │   └── EnsembleWiringError   an ensemble whose tensors do not connect
+    ├── RuntimeEnvironmentError   the local Triton runtime cannot be set up here
+    ├── ServerStartError       tritonserver exited or did not become ready (with its error lines)
+    └── VerificationError      a served model disagrees with its source framework
+
+The client library (``triton_deploy.clients``) has its own subtree rooted at ``ClientError``,
+itself a ``TritonDeployError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BuildError",
+    "EnsembleWiringError",
+    "RuntimeEnvironmentError",
+    "ServerStartError",
+    "SpecError",
+    "TritonDeployError",
+    "VerificationError",
+]
+
+
+class TritonDeployError(Exception):
+    """Root of every error triton-deploy raises on purpose."""
+
+
+class SpecError(TritonDeployError):
+    """The build spec (models.yaml) is invalid."""
+
+
+class BuildError(TritonDeployError):
+    """A model could not be converted, written or verified."""
+
+
+class EnsembleWiringError(BuildError):
+    """An ensemble's steps do not connect: names the tensor at fault."""
+
+
+class RuntimeEnvironmentError(TritonDeployError):
+    """The local Triton runtime (nvidia-pytriton) is missing or broken."""
+
+
+class ServerStartError(TritonDeployError):
+    """tritonserver exited early or did not become ready in time."""
+
+    def __init__(self, message: str, log_lines: list[str] | None = None) -> None:
+        self.log_lines = log_lines or []
+        if self.log_lines:
+            message = message + "\n" + "\n".join(f"  | {line}" for line in self.log_lines)
+        super().__init__(message)
+
+
+class VerificationError(TritonDeployError):
+    """A served model's outputs differ from its source framework beyond tolerance."""

@@ -1,0 +1,106 @@
+"""Run every request of one Triton ``execute()`` call as one framework call.
+
+Pure numpy, no triton_deploy import: this file is copied next to each Python model and each
+Python-based backend, in the local runtime and in the production model repository alike.
+Dynamic batching pays off only when the requests that Triton gathered into one ``execute()``
+reach the framework as one batch; these helpers concatenate them and split the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RequestError(Exception):
+    """A request that cannot be served; the message names the tensor and what is wrong."""
+
+
+def gather(
+    arrays_per_request: list[dict[str, np.ndarray]], names: list[str]
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Concatenate each named input along the batch axis; return the batch and the row counts."""
+    sizes = [int(arrays[names[0]].shape[0]) for arrays in arrays_per_request]
+    if len(arrays_per_request) == 1:
+        return dict(arrays_per_request[0]), sizes
+    batch = {
+        name: np.concatenate([arrays[name] for arrays in arrays_per_request]) for name in names
+    }
+    return batch, sizes
+
+
+def split(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
+    """Split batched outputs back into one dict per request, in request order."""
+    bounds = np.cumsum([0, *sizes])
+    return [
+        {name: value[bounds[i] : bounds[i + 1]] for name, value in outputs.items()}
+        for i in range(len(sizes))
+    ]
+
+
+def string_parameters(model_config: dict) -> dict[str, str]:
+    """A model config's ``parameters`` as plain strings (the native backends read strings)."""
+    return {
+        key: value.get("string_value", "")
+        for key, value in model_config.get("parameters", {}).items()
+    }
+
+
+def _ok(pb_utils, result, output_specs):
+    tensors = [
+        pb_utils.Tensor(name, np.ascontiguousarray(result[name], dtype=dtype))
+        for name, dtype in output_specs.items()
+    ]
+    return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def _invalid(pb_utils, message):
+    error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.InferenceResponse(error=error)
+
+
+def execute_batched(pb_utils, requests, input_names, output_specs, run):
+    """Serve ``requests`` with one call of ``run(batch: dict) -> dict`` and build the responses.
+
+    ``output_specs`` maps output name to numpy dtype. A ``RequestError`` from validating one
+    request fails that request alone; an error from ``run`` fails every request of the batch.
+    """
+    responses = [None] * len(requests)
+    good, arrays = [], []
+    for index, request in enumerate(requests):
+        tensors = {}
+        for name in input_names:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                responses[index] = _invalid(pb_utils, f"input tensor '{name}' is missing")
+                break
+            tensors[name] = tensor.as_numpy()
+        else:
+            if tensors and tensors[input_names[0]].shape[0] == 0:
+                message = f"input tensor '{input_names[0]}' has an empty batch (0 rows)"
+                responses[index] = _invalid(pb_utils, message)
+            else:
+                good.append(index)
+                arrays.append(tensors)
+    if not good:
+        return responses
+    try:
+        batch, sizes = gather(arrays, input_names)
+        outputs = run(batch)
+        for index, result in zip(good, split(outputs, sizes)):
+            responses[index] = _ok(pb_utils, result, output_specs)
+    except RequestError as exc:
+        if len(good) == 1:
+            responses[good[0]] = _invalid(pb_utils, str(exc))
+        else:
+            # One bad request in a dynamic batch: serve each request alone so that only the
+            # bad one fails and its neighbours still get their answers.
+            for index, tensors in zip(good, arrays):
+                try:
+                    responses[index] = _ok(pb_utils, run(tensors), output_specs)
+                except RequestError as single:
+                    responses[index] = _invalid(pb_utils, str(single))
+    except Exception as exc:
+        for index in good:
+            error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            responses[index] = pb_utils.InferenceResponse(error=error)
+    return responses

@@ -1,0 +1,41 @@
+"""Shared fixtures: one example repository built per test session, one real tritonserver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from triton_deploy.build.pipeline import build_repository
+from triton_deploy.build.spec import load_spec
+from triton_deploy.runtime.server import TritonServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "build" / "models.yaml"
+
+
+@pytest.fixture(scope="session")
+def spec_path() -> Path:
+    return SPEC
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example repository, built from build/models.yaml into a session folder.
+
+    Built apart from the project's model_repository/ so that tests can compare the committed
+    configs with what the spec generates.
+    """
+    out = tmp_path_factory.mktemp("built") / "model_repository"
+    report = build_repository(load_spec(SPEC), out, console=Console(stderr=True, quiet=True))
+    assert not report.failed, [(r.model, r.detail) for r in report.failed]
+    return out
+
+
+@pytest.fixture(scope="session")
+def triton_server(model_repository: Path) -> Iterator[TritonServer]:
+    """A real tritonserver serving the example repository for the whole session."""
+    with TritonServer(model_repository) as server:
+        yield server
