@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-
 from triton_deploy.build.pipeline import MANIFEST, build_repository
 from triton_deploy.build.spec import load_spec
 
@@ -21,7 +20,9 @@ def _generated_text_files(repository: Path) -> dict[str, str]:
 def test_committed_configs_match_the_spec(model_repository: Path) -> None:
     generated = _generated_text_files(model_repository)
     committed = _generated_text_files(COMMITTED)
-    assert sorted(generated) == sorted(committed), "run `tdeploy build` and commit model_repository/"
+    assert sorted(generated) == sorted(committed), (
+        "run `tdeploy build` and commit model_repository/"
+    )
     stale = [name for name in generated if generated[name] != committed[name]]
     assert not stale, f"committed {stale} differ from the spec: run `tdeploy build` and commit"
 
@@ -59,7 +60,9 @@ def test_xgboost_model_has_enough_trees(model_repository: Path) -> None:
     assert len(trees) >= 200
 
 
-def test_second_build_is_up_to_date_and_a_change_rebuilds(model_repository: Path, tmp_path: Path) -> None:
+def test_second_build_is_up_to_date_and_a_change_rebuilds(
+    model_repository: Path, tmp_path: Path
+) -> None:
     spec = load_spec(ROOT / "build/models.yaml")
     report = build_repository(spec, model_repository, console=QUIET)
     assert report.up_to_date

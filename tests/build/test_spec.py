@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from triton_deploy.build.spec import BuildSpec, load_spec
+
 from triton_deploy.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,16 +26,52 @@ def test_example_spec_is_valid() -> None:
 @pytest.mark.parametrize(
     ("mutate", "key", "reason"),
     [
-        (lambda d: d["models"][0].update(max_batch_size=-1), "models[0] (digits_cnn).max_batch_size", "greater than or equal to 0"),
-        (lambda d: d["models"][0].update(max_batch_sise=8), "models[0] (digits_cnn).max_batch_sise", "Extra inputs are not permitted"),
-        (lambda d: d["models"][0].update(backend="pytorch"), "models[0] (digits_cnn).backend", "Input should be"),
+        (
+            lambda d: d["models"][0].update(max_batch_size=-1),
+            "models[0] (digits_cnn).max_batch_size",
+            "greater than or equal to 0",
+        ),
+        (
+            lambda d: d["models"][0].update(max_batch_sise=8),
+            "models[0] (digits_cnn).max_batch_sise",
+            "Extra inputs are not permitted",
+        ),
+        (
+            lambda d: d["models"][0].update(backend="pytorch"),
+            "models[0] (digits_cnn).backend",
+            "Input should be",
+        ),
         (lambda d: d["models"][0].pop("recipe"), "models[0] (digits_cnn)", "needs 'recipe'"),
-        (lambda d: d["models"][0]["dynamic_batching"].update(preferred_batch_size=[128]), "models[0] (digits_cnn)", "exceeds max_batch_size"),
-        (lambda d: d["models"][2]["inputs"][0].update(dtype="UINT9"), "models[2] (digits_preprocess).inputs[0] (IMAGES).dtype", "Input should be"),
-        (lambda d: d["models"][2]["inputs"][0].update(dims=[8, 0]), "models[2] (digits_preprocess).inputs[0] (IMAGES).dims", "positive or -1"),
-        (lambda d: d["ensembles"][0]["steps"][0].update(model="nope"), "(top level)", "step model 'nope' is not declared"),
-        (lambda d: d["models"].append(dict(d["models"][0])), "(top level)", "duplicate model names: ['digits_cnn']"),
-        (lambda d: d["models"][1].update(onnx_from="ctr_xgb"), "(top level)", "is not an onnxruntime model"),
+        (
+            lambda d: d["models"][0]["dynamic_batching"].update(preferred_batch_size=[128]),
+            "models[0] (digits_cnn)",
+            "exceeds max_batch_size",
+        ),
+        (
+            lambda d: d["models"][2]["inputs"][0].update(dtype="UINT9"),
+            "models[2] (digits_preprocess).inputs[0] (IMAGES).dtype",
+            "Input should be",
+        ),
+        (
+            lambda d: d["models"][2]["inputs"][0].update(dims=[8, 0]),
+            "models[2] (digits_preprocess).inputs[0] (IMAGES).dims",
+            "positive or -1",
+        ),
+        (
+            lambda d: d["ensembles"][0]["steps"][0].update(model="nope"),
+            "(top level)",
+            "step model 'nope' is not declared",
+        ),
+        (
+            lambda d: d["models"].append(dict(d["models"][0])),
+            "(top level)",
+            "duplicate model names: ['digits_cnn']",
+        ),
+        (
+            lambda d: d["models"][1].update(onnx_from="ctr_xgb"),
+            "(top level)",
+            "is not an onnxruntime model",
+        ),
     ],
 )
 def test_bad_spec_names_file_key_and_reason(tmp_path: Path, mutate, key: str, reason: str) -> None:  # type: ignore[no-untyped-def]

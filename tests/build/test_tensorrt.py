@@ -5,7 +5,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from triton_deploy.build.onnx2trt import (
     build_plans_script,
     gpu_unavailable_reason,
@@ -13,6 +12,7 @@ from triton_deploy.build.onnx2trt import (
     trtexec_args,
 )
 from triton_deploy.build.spec import TensorRTOptions, TensorSpec
+
 from triton_deploy.errors import BuildError
 
 IMAGES = [TensorSpec(name="images", dtype="FP32", dims=[1, 8, 8])]
@@ -42,7 +42,9 @@ def test_profile_errors(inputs, max_batch: int, options, message: str) -> None: 
 
 def test_trtexec_command_line() -> None:
     profiles = plan_profiles(IMAGES, 64, TensorRTOptions(precision="fp16", workspace_mib=512))
-    args = trtexec_args("1/model.onnx", "1/model.plan", profiles, TensorRTOptions(workspace_mib=512))
+    args = trtexec_args(
+        "1/model.onnx", "1/model.plan", profiles, TensorRTOptions(workspace_mib=512)
+    )
     assert args == [
         "--onnx=1/model.onnx",
         "--saveEngine=1/model.plan",
@@ -106,6 +108,11 @@ def test_build_plan_on_gpu(model_repository: Path, tmp_path: Path) -> None:
     from triton_deploy.build.onnx2trt import build_plan
 
     profiles = plan_profiles(IMAGES, 64, TensorRTOptions())
-    tag = build_plan(model_repository / "digits_cnn_trt/1/model.onnx", tmp_path / "model.plan", profiles, TensorRTOptions())
+    tag = build_plan(
+        model_repository / "digits_cnn_trt/1/model.onnx",
+        tmp_path / "model.plan",
+        profiles,
+        TensorRTOptions(),
+    )
     assert (tmp_path / "model.plan").stat().st_size > 0
     assert tag["tensorrt_version"] and tag["compute_capability"]
