@@ -12,6 +12,8 @@
         │   └── Unsupported               UNIMPLEMENTED
         ├── TransientError                retried automatically (backoff + jitter) within the deadline
         │   ├── Unavailable               UNAVAILABLE: server down, restarting, draining, reset
+        │   │   └── ModelUnavailable      NOT_FOUND "has no available versions": the model is
+        │   │                             loading or unloading (e.g. the server is stopping)
         │   └── ServerOverloaded          RESOURCE_EXHAUSTED, Triton queue full / queue timeout
         ├── DeadlineExceeded              DEADLINE_EXCEEDED, or the deadline ran out between retries
         ├── Cancelled                     CANCELLED
@@ -21,7 +23,9 @@
 ``ALREADY_EXISTS`` and ``FAILED_PRECONDITION`` map to ``RequestError`` itself. Triton reports a
 full queue (``Exceeds maximum queue size``), a request that waited past the queue policy's
 timeout (``Request timeout expired``) and a restricted protocol (``This protocol is
-restricted``) with status UNAVAILABLE: the messages decide, see ``from_status``.
+restricted``) with status UNAVAILABLE, and a model without a loaded version (``has no
+available versions``: loading, unloading, server shutting down) with NOT_FOUND: the messages
+decide, see ``from_status``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "DeadlineExceeded",
     "InvalidInput",
     "ModelNotFound",
+    "ModelUnavailable",
     "NotReady",
     "PermissionDenied",
     "RequestError",
@@ -150,6 +155,16 @@ class Unavailable(TransientError):
     )
 
 
+class ModelUnavailable(Unavailable):
+    """The model is known but has no ready version: it is loading or unloading, or the server
+    is shutting down (Triton answers NOT_FOUND "... has no available versions" then)."""
+
+    hint = (
+        "Wait for the model to load (`tdeploy health --models NAME`) or check the server log; "
+        "the client already retried within the deadline."
+    )
+
+
 class ServerOverloaded(TransientError):
     """The model's queue is full, or the request waited longer than its queue policy allows."""
 
@@ -214,6 +229,9 @@ _BY_NAME: dict[str, grpc.StatusCode] = {code.name: code for code in grpc.StatusC
 # dynamic_batch_scheduler.cc, grpc_server.cc).
 _OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
 _RESTRICTED_MESSAGE = "this protocol is restricted"
+# NOT_FOUND for a model that exists but has no loaded version: loading, unloading, or the
+# server is shutting down (SIGTERM unloads every model while requests still arrive). Transient.
+_NO_VERSIONS_MESSAGE = "has no available versions"
 # gRPC's own limit on message size comes back as RESOURCE_EXHAUSTED; retrying cannot help.
 _TOO_LARGE_MESSAGES = ("larger than max", "message too large")
 
@@ -222,12 +240,13 @@ _SUMMARY: dict[type[ClientError], str] = {
     Cancelled: "the call was cancelled",
     InvalidInput: "the server rejected the inputs",
     DeadlineExceeded: "no answer before the deadline",
-    ModelNotFound: "no such model on the server",
+    ModelNotFound: "not found on the server",
     RequestError: "the server rejected the request",
     PermissionDenied: "permission denied",
     ServerOverloaded: "the server is overloaded",
     Unsupported: "the server does not support this call",
     Unavailable: "the server is unavailable",
+    ModelUnavailable: "no version of the model is ready",
     Unauthenticated: "not authenticated",
 }
 
@@ -250,7 +269,7 @@ def from_status(
     if code is None:
         # tritonclient refused the request itself, before anything was sent.
         return InvalidInput(
-            f"tritonclient rejected the request before sending it{_for(model)}: {message}",
+            f"{_model_prefix(model)}tritonclient rejected the request before sending it: {message}",
             model=model,
             server_message=message,
         )
@@ -261,6 +280,8 @@ def from_status(
             cls = ServerOverloaded
         elif _RESTRICTED_MESSAGE in lowered:
             cls = PermissionDenied
+    elif code is grpc.StatusCode.NOT_FOUND and _NO_VERSIONS_MESSAGE in lowered:
+        cls = ModelUnavailable
     elif code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(
         m in lowered for m in _TOO_LARGE_MESSAGES
     ):
@@ -269,7 +290,9 @@ def from_status(
     summary = _SUMMARY.get(cls, "the call failed")
     if cls is DeadlineExceeded and timeout is not None:
         summary = f"no answer within the {timeout:g} s deadline"
-    text = f"{summary}{_for(model)} ({code.name}): {message}"
+    # One line, whatever the server wrote.
+    message = " ".join(message.split())
+    text = f"{_model_prefix(model)}{summary} ({code.name}): {message}"
     return cls(text, status=code.name, model=model, server_message=message)
 
 
@@ -285,7 +308,7 @@ def from_exception(
         message = str(exc.message() or "")
         if code is None and status:  # a status string we do not know: still an error
             return ServerError(
-                f"unexpected status {status!r}{_for(model)}: {message}",
+                f"{_model_prefix(model)}unexpected status {status!r}: {message}",
                 status=status,
                 model=model,
                 server_message=message,
@@ -297,8 +320,8 @@ def from_exception(
         code = code_fn() if callable(code_fn) else grpc.StatusCode.UNKNOWN
         details = details_fn() if callable(details_fn) else str(exc)
         return from_status(code, str(details or ""), model=model, timeout=timeout)
-    return ServerError(f"unexpected {type(exc).__name__}{_for(model)}: {exc}", model=model)
+    return ServerError(f"{_model_prefix(model)}unexpected {type(exc).__name__}: {exc}", model=model)
 
 
-def _for(model: str | None) -> str:
-    return f" for model '{model}'" if model else ""
+def _model_prefix(model: str | None) -> str:
+    return f"model '{model}': " if model else ""

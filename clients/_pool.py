@@ -53,9 +53,7 @@ class Channel(Generic[C]):
         self.retired = False
 
     def __repr__(self) -> str:
-        return (
-            f"<Channel #{self.number} in_flight={self.in_flight} retired={self.retired}>"
-        )
+        return f"<Channel #{self.number} in_flight={self.in_flight} retired={self.retired}>"
 
 
 class ChannelBook(Generic[C]):

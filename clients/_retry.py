@@ -56,7 +56,9 @@ class RetryPolicy:
         """The longest wait after ``failures`` failed attempts (before jitter)."""
         exponent = max(failures - 1, 0)
         # Cap the exponent so that large attempt counts cannot overflow a float.
-        return min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** min(exponent, 64))
+        return min(
+            self.max_backoff_s, self.initial_backoff_s * self.multiplier ** min(exponent, 64)
+        )
 
     def backoff(self, failures: int, rng: random.Random | None = None) -> float:
         """A jittered wait after ``failures`` failed attempts."""

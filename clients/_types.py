@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
-import numpy as np
 import numpy.typing as npt
 
 #: gRPC message compression that tritonclient supports.
@@ -18,10 +17,12 @@ TensorLike: TypeAlias = npt.ArrayLike
 #: Input tensors by name.
 InputMap: TypeAlias = Mapping[str, TensorLike]
 #: Output tensors by name, as returned by ``infer``.
-OutputMap: TypeAlias = dict[str, np.ndarray]
+OutputMap: TypeAlias = dict[str, npt.NDArray[Any]]
 #: One record (e.g. an ad impression) whose fields are the model's inputs.
 Record: TypeAlias = Mapping[str, Any]
 #: A file path.
 StrPath: TypeAlias = str | os.PathLike[str]
 #: gRPC channel arguments, ``("grpc.some_option", value)`` pairs.
 ChannelArgs: TypeAlias = Sequence[tuple[str, Any]]
+#: A numpy array of any dtype.
+Array: TypeAlias = npt.NDArray[Any]

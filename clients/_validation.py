@@ -21,7 +21,7 @@ import numpy as np
 
 from ._errors import InvalidInput
 from ._schema import ModelSchema, TensorSpec, format_shape
-from ._types import Record, TensorLike
+from ._types import Array, Record, TensorLike
 
 __all__ = ["arrays_from_records", "numpy_dtype", "prepare_inputs", "raw_inputs"]
 
@@ -56,7 +56,7 @@ def prepare_inputs(
     given: Mapping[str, TensorLike],
     *,
     limit_batch: bool = True,
-) -> tuple[list[tuple[TensorSpec, np.ndarray]], int]:
+) -> tuple[list[tuple[TensorSpec, Array]], int]:
     """Validate ``given`` against ``schema``; return ``[(spec, array)]`` and the batch size.
 
     The batch size is 0 for a model without batching. ``limit_batch=False`` accepts batches
@@ -79,7 +79,7 @@ def prepare_inputs(
             tensor=missing[0],
             model=model,
         )
-    prepared: list[tuple[TensorSpec, np.ndarray]] = []
+    prepared: list[tuple[TensorSpec, Array]] = []
     batch = 0
     batch_from = ""
     for spec in schema.inputs:
@@ -116,11 +116,11 @@ def prepare_inputs(
     return prepared, batch
 
 
-def raw_inputs(given: Mapping[str, TensorLike]) -> list[tuple[str, str, np.ndarray]]:
+def raw_inputs(given: Mapping[str, TensorLike]) -> list[tuple[str, str, Array]]:
     """No validation (``validate=False``): ``[(name, datatype, array)]`` from numpy dtypes."""
     from tritonclient.utils import np_to_triton_dtype
 
-    out: list[tuple[str, str, np.ndarray]] = []
+    out: list[tuple[str, str, Array]] = []
     for name, value in given.items():
         array = np.asarray(value)
         if array.dtype.kind == "U":
@@ -135,7 +135,7 @@ def raw_inputs(given: Mapping[str, TensorLike]) -> list[tuple[str, str, np.ndarr
     return out
 
 
-def _coerce(spec: TensorSpec, value: TensorLike, model: str) -> np.ndarray:
+def _coerce(spec: TensorSpec, value: TensorLike, model: str) -> Array:
     expected = numpy_dtype(spec.datatype)
     if spec.datatype == "BYTES":
         return _coerce_bytes(spec, value, model)
@@ -173,7 +173,7 @@ def _coerce(spec: TensorSpec, value: TensorLike, model: str) -> np.ndarray:
     return array
 
 
-def _coerce_bytes(spec: TensorSpec, value: TensorLike, model: str) -> np.ndarray:
+def _coerce_bytes(spec: TensorSpec, value: TensorLike, model: str) -> Array:
     array = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=np.object_)
     if array.dtype.kind in "US":
         return array.astype(np.object_)
@@ -195,7 +195,7 @@ def _coerce_bytes(spec: TensorSpec, value: TensorLike, model: str) -> np.ndarray
     )
 
 
-def _check_shape(schema: ModelSchema, spec: TensorSpec, array: np.ndarray) -> None:
+def _check_shape(schema: ModelSchema, spec: TensorSpec, array: Array) -> None:
     expected = spec.shape
     given = array.shape
     ok = len(given) == len(expected) and all(
@@ -220,7 +220,7 @@ def _fits(expected: Sequence[int], given: Sequence[int]) -> bool:
     return all(e == -1 or e == g for e, g in zip(expected, given, strict=True))
 
 
-def arrays_from_records(schema: ModelSchema, records: Sequence[Record]) -> dict[str, np.ndarray]:
+def arrays_from_records(schema: ModelSchema, records: Sequence[Record]) -> dict[str, Array]:
     """Build one batched array per input from records whose fields are the model's inputs.
 
     For the CTR ensemble: ``[{"hour_of_day": 13, "device_type": "mobile", ...}, ...]`` becomes
@@ -234,7 +234,7 @@ def arrays_from_records(schema: ModelSchema, records: Sequence[Record]) -> dict[
             f"model '{model}' does not batch (max_batch_size 0); records need a batching model",
             model=model,
         )
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Array] = {}
     for spec in schema.inputs:
         sample = schema.sample_shape(spec)
         is_bytes = spec.datatype == "BYTES"

@@ -1,0 +1,373 @@
+"""The asyncio twin of ``InferenceClient``: same methods and arguments, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import tritonclient.grpc.aio as aioclient
+from tritonclient.utils import InferenceServerException
+
+from ._base import BaseClient, Call, split_arrays
+from ._errors import ClientError, DeadlineExceeded, ModelNotFound, NotReady, Unavailable
+from ._health import HealthReport
+from ._pool import AsyncChannels, ChannelBook
+from ._retry import Deadline
+from ._schema import ModelSchema
+from ._types import Compression, Headers, InputMap, OutputMap, TensorLike
+from ._validation import prepare_inputs, raw_inputs
+
+__all__ = ["AsyncInferenceClient"]
+
+T = TypeVar("T")
+
+
+class AsyncInferenceClient(BaseClient):
+    """The asyncio twin of ``InferenceClient`` (grpc.aio): same options, same methods, awaited.
+
+        from triton_deploy.clients import AsyncInferenceClient
+
+        async with AsyncInferenceClient("localhost:8001") as client:
+            await client.wait_until_ready(models=["digits"])
+            out = await client.infer("digits", IMAGES=images)
+            big = await client.infer_many("digits", IMAGES=many, max_concurrency=16)
+
+    See ``InferenceClient`` for the parameters and the behaviour (validation, deadlines,
+    retries, connection recycling). Use one client per event loop; close it with
+    ``await client.aclose()`` or ``async with``.
+    """
+
+    _channels: AsyncChannels[Any]
+
+    def _setup_channels(self) -> None:
+        # tritonclient's aio client is created lazily, inside the running event loop.
+        book: ChannelBook[Any] = ChannelBook(self._new_triton_client, self.max_connection_age_s)
+        self._channels = AsyncChannels(book, _close_triton_client)
+        self._schema_fetches: dict[tuple[str, str], asyncio.Future[ModelSchema]] = {}
+
+    def _new_triton_client(self) -> Any:
+        return aioclient.InferenceServerClient(**self._triton_kwargs)
+
+    @property
+    def channels_opened(self) -> int:
+        """See ``InferenceClient.channels_opened``."""
+        return self._channels.book.created
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """See ``InferenceClient.close``."""
+        await self._channels.close()
+
+    async def __aenter__(self) -> AsyncInferenceClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the retry loop ------------------------------------------------------------------------
+    async def _rpc(self, call: Call, send: Callable[[Any, float], Awaitable[T]]) -> T:
+        """See ``InferenceClient._rpc``."""
+        failures = 0
+        while True:
+            attempt_timeout = call.deadline.attempt_timeout(call.model)
+            channel = await self._channels.acquire()
+            try:
+                return await send(channel.client, attempt_timeout)
+            except (InferenceServerException, grpc.RpcError) as exc:
+                error = self._map(exc, call)
+                if isinstance(error, Unavailable):
+                    await self._channels.discard(channel)
+                failures += 1
+                delay = self.retry.next_delay(error, failures, call.deadline)
+                if delay is None:
+                    raise error from exc
+            finally:
+                await self._channels.release(channel)
+            await asyncio.sleep(delay)
+
+    # -- metadata ------------------------------------------------------------------------------
+    async def model_schema(
+        self,
+        model: str,
+        version: str = "",
+        *,
+        refresh: bool = False,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> ModelSchema:
+        """See ``InferenceClient.model_schema``."""
+        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        return await self._schema(call, stale=self._cached(model, version) if refresh else None)
+
+    async def _schema(self, call: Call, *, stale: ModelSchema | None = None) -> ModelSchema:
+        cached = self._cached(call.model, call.version)
+        if cached is not None and cached is not stale:
+            return cached
+        key = (call.model, call.version)
+        while (pending := self._schema_fetches.get(key)) is not None:
+            # Another task is fetching it: share its answer (and fetch ourselves if that task
+            # was cancelled rather than this one).
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise
+        future: asyncio.Future[ModelSchema] = asyncio.get_running_loop().create_future()
+        self._schema_fetches[key] = future
+        try:
+            metadata = await self._rpc(
+                call,
+                lambda c, t: c.get_model_metadata(
+                    call.model, call.version, headers=call.headers, client_timeout=t
+                ),
+            )
+            config = await self._rpc(
+                call,
+                lambda c, t: c.get_model_config(
+                    call.model, call.version, headers=call.headers, client_timeout=t
+                ),
+            )
+            schema = ModelSchema.from_responses(metadata, config)
+            self._remember(call.model, call.version, schema)
+            future.set_result(schema)
+            return schema
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: no "never retrieved" warning if nobody waits
+            raise
+        finally:
+            self._schema_fetches.pop(key, None)
+
+    # -- inference -----------------------------------------------------------------------------
+    async def infer(
+        self,
+        model: str,
+        inputs: InputMap | None = None,
+        /,
+        *,
+        version: str = "",
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+        compression: Compression | None = None,
+        validate: bool = True,
+        request_id: str = "",
+        priority: int = 0,
+        queue_timeout: float | None = None,
+        **named_inputs: TensorLike,
+    ) -> OutputMap:
+        """See ``InferenceClient.infer``."""
+        call = self._options(
+            model,
+            version=version,
+            timeout=timeout,
+            headers=headers,
+            compression=compression,
+            outputs=outputs,
+            request_id=request_id,
+            priority=priority,
+            queue_timeout=queue_timeout,
+        )
+        given = self._merge_inputs(inputs, named_inputs)
+        if not validate:
+            return await self._send(call, self._raw_request(given), None)
+        schema = await self._schema(call)
+        prepared, _ = self._validated(schema, given, outputs)
+        return await self._send_checked(call, schema, given, self._checked_request(prepared))
+
+    async def _send(self, call: Call, request: list[Any], schema: ModelSchema | None) -> OutputMap:
+        result = await self._rpc(
+            call,
+            lambda c, t: c.infer(
+                call.model,
+                request,
+                model_version=call.version,
+                outputs=call.outputs,
+                request_id=call.request_id,
+                priority=call.priority,
+                timeout=call.queue_timeout_us,
+                client_timeout=t,
+                headers=call.headers,
+                compression_algorithm=call.compression,
+            ),
+        )
+        return self._decode(result, schema)
+
+    async def _send_checked(
+        self,
+        call: Call,
+        schema: ModelSchema,
+        given: Mapping[str, Any],
+        request: list[Any],
+    ) -> OutputMap:
+        try:
+            return await self._send(call, request, schema)
+        except ClientError as error:
+            if not self._maybe_stale(error):
+                raise
+            self._forget(schema)
+            fresh = await self._schema(call)
+            if fresh == schema or isinstance(error, ModelNotFound):
+                raise
+            prepared, _ = prepare_inputs(fresh, given, limit_batch=True)
+            return await self._send(call, self._checked_request(prepared), fresh)
+
+    async def infer_many(
+        self,
+        model: str,
+        inputs: InputMap | None = None,
+        /,
+        *,
+        chunk_size: int | None = None,
+        max_concurrency: int | None = None,
+        version: str = "",
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+        compression: Compression | None = None,
+        validate: bool = True,
+        queue_timeout: float | None = None,
+        **named_inputs: TensorLike,
+    ) -> OutputMap:
+        """See ``InferenceClient.infer_many``."""
+        options: dict[str, Any] = {
+            "version": version,
+            "timeout": timeout,
+            "headers": headers,
+            "compression": compression,
+            "outputs": outputs,
+            "queue_timeout": queue_timeout,
+        }
+        given = self._merge_inputs(inputs, named_inputs)
+        schema = await self._schema(self._options(model, **options))
+        if validate:
+            prepared, batch = self._validated(schema, given, outputs, limit_batch=False)
+            arrays = {spec.name: array for spec, array in prepared}
+            datatypes = {spec.name: spec.datatype for spec, _ in prepared}
+        else:
+            raw = raw_inputs(given)
+            arrays = {name: array for name, _, array in raw}
+            datatypes = {name: datatype for name, datatype, _ in raw}
+            batch = min((len(a) for a in arrays.values() if a.ndim), default=0)
+        parts = self._chunk_slices(batch, schema, chunk_size)
+        limit = asyncio.Semaphore(self._concurrency(max_concurrency, len(parts)))
+
+        async def run(part: slice) -> OutputMap:
+            async with limit:
+                call = self._options(model, **options)
+                chunk = split_arrays(arrays, part)
+                request = self._infer_inputs((n, datatypes[n], a) for n, a in chunk.items())
+                if not validate:
+                    return await self._send(call, request, None)
+                return await self._send_checked(call, schema, chunk, request)
+
+        if len(parts) == 1:
+            return await run(parts[0])
+        tasks = [asyncio.ensure_future(run(part)) for part in parts]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return self._concat(results)
+
+    # -- health --------------------------------------------------------------------------------
+    async def is_server_live(
+        self, *, timeout: float | None = None, headers: Headers | None = None
+    ) -> bool:
+        """See ``InferenceClient.is_server_live``."""
+        call = self._options("", timeout=timeout, headers=headers)
+        return bool(
+            await self._rpc(
+                call, lambda c, t: c.is_server_live(headers=call.headers, client_timeout=t)
+            )
+        )
+
+    async def is_server_ready(
+        self, *, timeout: float | None = None, headers: Headers | None = None
+    ) -> bool:
+        """See ``InferenceClient.is_server_ready``."""
+        call = self._options("", timeout=timeout, headers=headers)
+        return bool(
+            await self._rpc(
+                call, lambda c, t: c.is_server_ready(headers=call.headers, client_timeout=t)
+            )
+        )
+
+    async def is_model_ready(
+        self,
+        model: str,
+        version: str = "",
+        *,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> bool:
+        """See ``InferenceClient.is_model_ready``."""
+        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        try:
+            return bool(
+                await self._rpc(
+                    call,
+                    lambda c, t: c.is_model_ready(
+                        model, version, headers=call.headers, client_timeout=t
+                    ),
+                )
+            )
+        except ModelNotFound:
+            return False
+
+    async def health(
+        self,
+        models: Iterable[str] = (),
+        *,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> HealthReport:
+        """See ``InferenceClient.health``."""
+        names = list(models)
+        try:
+            live = await self.is_server_live(timeout=timeout, headers=headers)
+            ready = await self.is_server_ready(timeout=timeout, headers=headers)
+            states = {
+                m: await self.is_model_ready(m, timeout=timeout, headers=headers) for m in names
+            }
+        except (Unavailable, DeadlineExceeded) as error:
+            return HealthReport(self.url, False, False, dict.fromkeys(names, False), str(error))
+        return HealthReport(self.url, live, ready, states)
+
+    async def wait_until_ready(
+        self,
+        models: Iterable[str] = (),
+        *,
+        timeout: float = 60.0,
+        poll_interval: float = 0.5,
+        headers: Headers | None = None,
+    ) -> HealthReport:
+        """See ``InferenceClient.wait_until_ready``."""
+        names = list(models)
+        deadline = Deadline(timeout)
+        while True:
+            per_poll = max(min(self.timeout, deadline.remaining()), 0.01)
+            report = await self.health(names, timeout=per_poll, headers=headers)
+            if report.ok:
+                return report
+            if deadline.remaining() <= poll_interval:
+                raise NotReady(f"not ready after {timeout:g} s: {report.summary()}", report=report)
+            await asyncio.sleep(poll_interval)
+
+
+async def _close_triton_client(client: Any) -> None:
+    await client.close()

@@ -1,0 +1,395 @@
+"""The synchronous client (threads welcome: one client can serve a whole thread pool)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from ._base import BaseClient, Call, split_arrays
+from ._errors import ClientError, DeadlineExceeded, ModelNotFound, NotReady, Unavailable
+from ._health import HealthReport
+from ._pool import ChannelBook, SyncChannels
+from ._retry import Deadline
+from ._schema import ModelSchema
+from ._types import Compression, Headers, InputMap, OutputMap, TensorLike
+from ._validation import prepare_inputs, raw_inputs
+
+__all__ = ["InferenceClient"]
+
+T = TypeVar("T")
+
+
+class InferenceClient(BaseClient):
+    """A typed, validating, retrying gRPC client for a Triton Inference Server.
+
+        from triton_deploy.clients import InferenceClient
+
+        with InferenceClient("localhost:8001") as client:
+            client.wait_until_ready(models=["digits"], timeout=60)
+            out = client.infer("digits", IMAGES=images)        # images: uint8 [N, 8, 8]
+            out["LABELS"], out["PROBS"]                         # int64 [N, 3], float32 [N, 3]
+            big = client.infer_many("digits", IMAGES=many)      # any N: chunks, concurrently
+
+    Inputs are checked against the model's metadata and config (fetched once per model,
+    cached, refreshed when the server reports a change) before anything is sent.
+
+    Parameters (all keyword-only except ``url``):
+
+    - ``url``: Triton's gRPC endpoint, ``host:port``.
+    - ``timeout``: default deadline of every call in seconds, retries included (10 s);
+      override per call with ``timeout=``.
+    - ``retry``: a ``RetryPolicy`` for transient failures (UNAVAILABLE, queue full);
+      ``RetryPolicy.none()`` disables retries.
+    - ``max_connection_age_s``: recycle the gRPC channel after this many seconds (60 s, minus
+      up to 10 % jitter) so that traffic follows a blue/green switch behind a Kubernetes
+      Service within that time; in-flight calls finish on the old channel. ``None`` keeps one
+      channel forever (then only the server's ``--grpc-max-connection-age`` moves traffic).
+    - ``max_concurrency``: default number of chunks ``infer_many`` sends at once (8).
+    - ``headers``: metadata sent with every call (e.g. an auth token); merged with per-call
+      ``headers=``.
+    - ``compression``: ``"gzip"`` or ``"deflate"`` for request messages; per call too.
+    - ``ssl``, ``root_certificates``, ``private_key``, ``certificate_chain``: TLS (PEM file
+      paths; giving any file turns ``ssl`` on); ``creds``: a ready ``grpc.ChannelCredentials``.
+    - ``channel_args``: extra gRPC channel arguments, overriding the defaults (message size
+      limits, ``grpc.use_local_subchannel_pool``, short reconnect backoff).
+
+    Errors are ``ClientError`` subclasses (see ``triton_deploy.clients``). The client is
+    thread-safe; close it with ``close()`` or a ``with`` block.
+    """
+
+    _channels: SyncChannels[Any]
+
+    def _setup_channels(self) -> None:
+        book: ChannelBook[Any] = ChannelBook(self._new_triton_client, self.max_connection_age_s)
+        self._channels = SyncChannels(book, _close_triton_client)
+        self._schema_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def _new_triton_client(self) -> Any:
+        return grpcclient.InferenceServerClient(**self._triton_kwargs)
+
+    @property
+    def channels_opened(self) -> int:
+        """How many gRPC channels this client has opened so far (recycling adds one each)."""
+        return self._channels.book.created
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every channel. Calls still running fail with ``Cancelled``/``Unavailable``."""
+        self._channels.close()
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the retry loop ------------------------------------------------------------------------
+    def _rpc(self, call: Call, send: Callable[[Any, float], T]) -> T:
+        """``send(triton_client, attempt_timeout)`` with retries, within the call's deadline."""
+        failures = 0
+        while True:
+            attempt_timeout = call.deadline.attempt_timeout(call.model)
+            channel = self._channels.acquire()
+            try:
+                return send(channel.client, attempt_timeout)
+            except (InferenceServerException, grpc.RpcError) as exc:
+                error = self._map(exc, call)
+                if isinstance(error, Unavailable):
+                    self._channels.discard(channel)  # reconnect (and re-resolve) on retry
+                failures += 1
+                delay = self.retry.next_delay(error, failures, call.deadline)
+                if delay is None:
+                    raise error from exc
+            finally:
+                self._channels.release(channel)
+            time.sleep(delay)
+
+    # -- metadata ------------------------------------------------------------------------------
+    def model_schema(
+        self,
+        model: str,
+        version: str = "",
+        *,
+        refresh: bool = False,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> ModelSchema:
+        """The model's inputs, outputs and max_batch_size (cached; ``refresh=True`` refetches)."""
+        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        return self._schema(call, stale=self._cached(model, version) if refresh else None)
+
+    def _schema(self, call: Call, *, stale: ModelSchema | None = None) -> ModelSchema:
+        cached = self._cached(call.model, call.version)
+        if cached is not None and cached is not stale:
+            return cached
+        key = (call.model, call.version)
+        lock = self._schema_locks.setdefault(key, threading.Lock())
+        with lock:  # one fetch per model, however many threads ask at once
+            cached = self._cached(call.model, call.version)
+            if cached is not None and cached is not stale:
+                return cached
+            metadata = self._rpc(
+                call,
+                lambda c, t: c.get_model_metadata(
+                    call.model, call.version, headers=call.headers, client_timeout=t
+                ),
+            )
+            config = self._rpc(
+                call,
+                lambda c, t: c.get_model_config(
+                    call.model, call.version, headers=call.headers, client_timeout=t
+                ),
+            )
+            schema = ModelSchema.from_responses(metadata, config)
+            self._remember(call.model, call.version, schema)
+            return schema
+
+    # -- inference -----------------------------------------------------------------------------
+    def infer(
+        self,
+        model: str,
+        inputs: InputMap | None = None,
+        /,
+        *,
+        version: str = "",
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+        compression: Compression | None = None,
+        validate: bool = True,
+        request_id: str = "",
+        priority: int = 0,
+        queue_timeout: float | None = None,
+        **named_inputs: TensorLike,
+    ) -> OutputMap:
+        """Run ``model`` once; returns every output (or those named in ``outputs``) by name.
+
+            client.infer("digits", IMAGES=images)
+            client.infer("ctr_xgb", {"input__0": features}, timeout=0.5)
+
+        Inputs go as keywords or as one mapping (for names that are not identifiers or that
+        clash with an option). ``validate=False`` sends the arrays as they are, typed from
+        their numpy dtypes, and lets the server judge them.
+
+        ``timeout`` is this call's deadline in seconds (retries included; default: the
+        client's). ``queue_timeout`` asks Triton to drop the request if it waits longer than
+        this in the model's queue (only where the model's queue policy has
+        ``allow_timeout_override``); it then fails with ``ServerOverloaded``.
+        ``priority`` and ``request_id`` are passed to Triton as they are.
+        """
+        call = self._options(
+            model,
+            version=version,
+            timeout=timeout,
+            headers=headers,
+            compression=compression,
+            outputs=outputs,
+            request_id=request_id,
+            priority=priority,
+            queue_timeout=queue_timeout,
+        )
+        given = self._merge_inputs(inputs, named_inputs)
+        if not validate:
+            return self._send(call, self._raw_request(given), None)
+        schema = self._schema(call)
+        prepared, _ = self._validated(schema, given, outputs)
+        return self._send_checked(call, schema, given, self._checked_request(prepared))
+
+    def _send(self, call: Call, request: list[Any], schema: ModelSchema | None) -> OutputMap:
+        result = self._rpc(
+            call,
+            lambda c, t: c.infer(
+                call.model,
+                request,
+                model_version=call.version,
+                outputs=call.outputs,
+                request_id=call.request_id,
+                priority=call.priority,
+                timeout=call.queue_timeout_us,
+                client_timeout=t,
+                headers=call.headers,
+                compression_algorithm=call.compression,
+            ),
+        )
+        return self._decode(result, schema)
+
+    def _send_checked(
+        self,
+        call: Call,
+        schema: ModelSchema,
+        given: Mapping[str, Any],
+        request: list[Any],
+    ) -> OutputMap:
+        try:
+            return self._send(call, request, schema)
+        except ClientError as error:
+            if not self._maybe_stale(error):
+                raise
+            # The inputs passed the cached metadata but the server refused them (or the model):
+            # maybe it changed. Refetch; when it did change, check again and resend once.
+            self._forget(schema)
+            fresh = self._schema(call)
+            if fresh == schema or isinstance(error, ModelNotFound):
+                raise
+            prepared, _ = prepare_inputs(fresh, given, limit_batch=True)
+            return self._send(call, self._checked_request(prepared), fresh)
+
+    def infer_many(
+        self,
+        model: str,
+        inputs: InputMap | None = None,
+        /,
+        *,
+        chunk_size: int | None = None,
+        max_concurrency: int | None = None,
+        version: str = "",
+        outputs: Sequence[str] | None = None,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+        compression: Compression | None = None,
+        validate: bool = True,
+        queue_timeout: float | None = None,
+        **named_inputs: TensorLike,
+    ) -> OutputMap:
+        """Like ``infer`` for a batch of any size: split into chunks of ``chunk_size`` rows
+        (default: the model's max_batch_size), sent ``max_concurrency`` at a time, results
+        concatenated in input order. ``timeout`` is the deadline of each chunk's call.
+        The first chunk that fails stops the rest and its error is raised.
+        """
+        options: dict[str, Any] = {
+            "version": version,
+            "timeout": timeout,
+            "headers": headers,
+            "compression": compression,
+            "outputs": outputs,
+            "queue_timeout": queue_timeout,
+        }
+        given = self._merge_inputs(inputs, named_inputs)
+        schema = self._schema(self._options(model, **options))
+        if validate:
+            prepared, batch = self._validated(schema, given, outputs, limit_batch=False)
+            arrays = {spec.name: array for spec, array in prepared}
+            datatypes = {spec.name: spec.datatype for spec, _ in prepared}
+        else:
+            raw = raw_inputs(given)
+            arrays = {name: array for name, _, array in raw}
+            datatypes = {name: datatype for name, datatype, _ in raw}
+            batch = min((len(a) for a in arrays.values() if a.ndim), default=0)
+        parts = self._chunk_slices(batch, schema, chunk_size)
+
+        def run(part: slice) -> OutputMap:
+            call = self._options(model, **options)
+            chunk = split_arrays(arrays, part)
+            request = self._infer_inputs((n, datatypes[n], a) for n, a in chunk.items())
+            if not validate:
+                return self._send(call, request, None)
+            return self._send_checked(call, schema, chunk, request)
+
+        if len(parts) == 1:
+            return run(parts[0])
+        workers = self._concurrency(max_concurrency, len(parts))
+        with ThreadPoolExecutor(workers, thread_name_prefix="tdeploy-infer-many") as pool:
+            futures = [pool.submit(run, part) for part in parts]
+            try:
+                results = [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return self._concat(results)
+
+    # -- health --------------------------------------------------------------------------------
+    def is_server_live(
+        self, *, timeout: float | None = None, headers: Headers | None = None
+    ) -> bool:
+        """Whether the server answers (``/v2/health/live``)."""
+        call = self._options("", timeout=timeout, headers=headers)
+        return bool(
+            self._rpc(call, lambda c, t: c.is_server_live(headers=call.headers, client_timeout=t))
+        )
+
+    def is_server_ready(
+        self, *, timeout: float | None = None, headers: Headers | None = None
+    ) -> bool:
+        """Whether the server is ready for inference (``/v2/health/ready``)."""
+        call = self._options("", timeout=timeout, headers=headers)
+        return bool(
+            self._rpc(call, lambda c, t: c.is_server_ready(headers=call.headers, client_timeout=t))
+        )
+
+    def is_model_ready(
+        self,
+        model: str,
+        version: str = "",
+        *,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> bool:
+        """Whether ``model`` (a given ``version``, or its default) is loaded and ready."""
+        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        try:
+            return bool(
+                self._rpc(
+                    call,
+                    lambda c, t: c.is_model_ready(
+                        model, version, headers=call.headers, client_timeout=t
+                    ),
+                )
+            )
+        except ModelNotFound:
+            return False
+
+    def health(
+        self,
+        models: Iterable[str] = (),
+        *,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> HealthReport:
+        """Server live/ready and each model's readiness; an unreachable server is reported
+        (``error``), not raised."""
+        names = list(models)
+        try:
+            live = self.is_server_live(timeout=timeout, headers=headers)
+            ready = self.is_server_ready(timeout=timeout, headers=headers)
+            states = {m: self.is_model_ready(m, timeout=timeout, headers=headers) for m in names}
+        except (Unavailable, DeadlineExceeded) as error:
+            return HealthReport(self.url, False, False, dict.fromkeys(names, False), str(error))
+        return HealthReport(self.url, live, ready, states)
+
+    def wait_until_ready(
+        self,
+        models: Iterable[str] = (),
+        *,
+        timeout: float = 60.0,
+        poll_interval: float = 0.5,
+        headers: Headers | None = None,
+    ) -> HealthReport:
+        """Block until the server and ``models`` are ready; ``NotReady`` after ``timeout`` s."""
+        names = list(models)
+        deadline = Deadline(timeout)
+        while True:
+            per_poll = max(min(self.timeout, deadline.remaining()), 0.01)
+            report = self.health(names, timeout=per_poll, headers=headers)
+            if report.ok:
+                return report
+            if deadline.remaining() <= poll_interval:
+                raise NotReady(f"not ready after {timeout:g} s: {report.summary()}", report=report)
+            time.sleep(poll_interval)
+
+
+def _close_triton_client(client: Any) -> None:
+    client.close()
