@@ -246,7 +246,11 @@ class BaseClient:
             # version was loaded. Forget the metadata; the next call fetches it again.
             if version and version not in schema.versions:
                 self._forget(schema)
-        return {output.name: result.as_numpy(output.name) for output in response.outputs}
+        names = [output.name for output in response.outputs]
+        if schema is not None and len(names) > 1:  # the model's declared order, not the wire's
+            rank = {name: i for i, name in enumerate(schema.output_names)}
+            names.sort(key=lambda name: rank.get(name, len(rank)))
+        return {name: result.as_numpy(name) for name in names}
 
     def _map(self, exc: BaseException, call: Call) -> ClientError:
         return from_exception(exc, model=call.model, timeout=call.deadline.timeout)

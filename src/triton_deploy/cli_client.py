@@ -1,0 +1,301 @@
+"""``tdeploy infer`` and ``tdeploy health``: the client library at the command line.
+
+Registered on the main app by ``cli.py`` (``app.command()(infer)``, ``app.command()(health)``).
+Both are thin wrappers over ``triton_deploy.clients``; a ``TritonDeployError`` becomes a
+one-line message on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import numpy.typing as npt
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from triton_deploy.clients import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
+    HealthReport,
+    InferenceClient,
+    NotReady,
+    UsageError,
+    arrays_from_records,
+)
+from triton_deploy.errors import TritonDeployError
+
+Array = npt.NDArray[Any]
+
+__all__ = ["health", "infer"]
+
+# -- options shared by both commands ---------------------------------------------------------------
+Url = Annotated[
+    str, typer.Option("--url", help="Triton's gRPC endpoint, host:port.", envvar="TDEPLOY_URL")
+]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        help="Deadline of each call in seconds (retries included).", envvar="TDEPLOY_TIMEOUT"
+    ),
+]
+HeaderOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--header",
+        "-H",
+        metavar="NAME=VALUE",
+        help="Metadata header sent with every call (repeatable).",
+    ),
+]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca", help="TLS: PEM file of the CA that signed the server.", envvar="TDEPLOY_CA"
+    ),
+]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option("--cert", help="TLS: client certificate chain (PEM).", envvar="TDEPLOY_CERT"),
+]
+KeyOpt = Annotated[
+    Path | None, typer.Option("--key", help="TLS: client private key (PEM).", envvar="TDEPLOY_KEY")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def infer(
+    model: Annotated[str, typer.Argument(help="Model to call, e.g. digits, ctr, ctr_xgb.")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="NAME=FILE.npy",
+            help="An input tensor from a .npy file (repeatable). Any batch size: large batches "
+            "are split into max_batch_size chunks.",
+        ),
+    ] = None,
+    impressions: Annotated[
+        Path | None,
+        typer.Option(
+            help="A JSON file holding a list of records whose fields are the model's inputs "
+            "(e.g. ctr impressions); the arrays are built from the model's metadata.",
+        ),
+    ] = None,
+    outputs: Annotated[
+        list[str] | None, typer.Option("--output", "-o", help="Return only these outputs.")
+    ] = None,
+    version: Annotated[str, typer.Option(help="Model version; default: the server's choice.")] = "",
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = DEFAULT_TIMEOUT_S,
+    header: HeaderOpt = None,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    limit: Annotated[int, typer.Option(help="Rows shown in the table.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a model on inputs from .npy files or JSON records and print its outputs.
+
+    [dim]tdeploy infer digits --input IMAGES=images.npy
+    tdeploy infer ctr --impressions impressions.json --json[/]
+    """
+    with _errors_exit():
+        if bool(inputs) == (impressions is not None):
+            raise UsageError("give either --input NAME=FILE.npy (repeatable) or --impressions FILE")
+        records = _load_records(impressions) if impressions is not None else None
+        arrays: dict[str, Any] = _load_arrays(inputs or [])
+        with _client(url, timeout, header, ca, cert, key) as client:
+            if records is not None:
+                arrays = arrays_from_records(client.model_schema(model, version), records)
+            result = client.infer_many(model, arrays, version=version, outputs=outputs or None)
+        if as_json:
+            typer.echo(json.dumps(_outputs_json(model, result)))
+        else:
+            Console(soft_wrap=True).print(_outputs_table(model, result, limit))
+
+
+def health(
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models", "-m", help="Models that must be ready (repeatable or comma-separated)."
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Wait up to this many seconds for everything to be ready.")
+    ] = 0.0,
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = DEFAULT_TIMEOUT_S,
+    header: HeaderOpt = None,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Is the server live and ready, and are these models ready? Exit code 1 if not.
+
+    [dim]tdeploy health --models digits,ctr --wait 60[/]
+    """
+    names = [n.strip() for item in models or [] for n in item.split(",") if n.strip()]
+    with _errors_exit():
+        with _client(url, timeout, header, ca, cert, key) as client:
+            try:
+                report = (
+                    client.wait_until_ready(names, timeout=wait)
+                    if wait > 0
+                    else client.health(names)
+                )
+            except NotReady as error:
+                report = error.report
+        if as_json:
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            Console(soft_wrap=True).print(_health_table(report))
+        if not report.ok:
+            raise _NotHealthy(report.summary())
+
+
+class _NotHealthy(TritonDeployError):
+    """The report was printed; this only turns "not ok" into the one-line error and exit 1."""
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+@contextmanager
+def _errors_exit() -> Iterator[None]:
+    try:
+        yield
+    except TritonDeployError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the server wrote
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {message}", highlight=False, markup=True
+        )
+        raise typer.Exit(code=1) from None
+
+
+def _client(
+    url: str,
+    timeout: float,
+    header: Sequence[str] | None,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+) -> InferenceClient:
+    headers = dict(_pair(item, "--header", "NAME=VALUE") for item in header or [])
+    return InferenceClient(
+        url,
+        timeout=timeout,
+        headers=headers,
+        root_certificates=ca,
+        certificate_chain=cert,
+        private_key=key,
+    )
+
+
+def _pair(item: str, option: str, form: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise UsageError(f"{option} takes {form}, got {item!r}")
+    return name.strip(), value
+
+
+def _load_arrays(items: Sequence[str]) -> dict[str, Array]:
+    arrays: dict[str, Array] = {}
+    for item in items:
+        name, path = _pair(item, "--input", "NAME=FILE.npy")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise UsageError(f"--input {name}: no such file {path!r}") from None
+        except ValueError as exc:
+            raise UsageError(
+                f"--input {name}: cannot read {path!r} ({exc}); save strings as a unicode array "
+                "(np.array([...], dtype=str)), not an object array"
+            ) from None
+        if not isinstance(array, np.ndarray):
+            raise UsageError(f"--input {name}: {path!r} is not a single .npy array")
+        arrays[name] = array
+    return arrays
+
+
+def _load_records(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--impressions: no such file {str(path)!r}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--impressions: {str(path)!r} is not valid JSON ({exc})") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise UsageError(f"--impressions: {str(path)!r} must hold a list of JSON objects")
+    if not data:
+        raise UsageError(f"--impressions: {str(path)!r} holds no records")
+    return data
+
+
+def _outputs_json(model: str, result: Mapping[str, Array]) -> dict[str, Any]:
+    return {
+        "model": model,
+        "outputs": {
+            name: {"dtype": str(array.dtype), "shape": list(array.shape), "data": _nested(array)}
+            for name, array in result.items()
+        },
+    }
+
+
+def _nested(array: Array) -> Any:
+    """Lists for JSON; BYTES elements decoded as UTF-8."""
+    if array.dtype != object:
+        return array.tolist()
+    flat = [_text(x) for x in array.reshape(-1).tolist()]
+    return np.array(flat, dtype=object).reshape(array.shape).tolist()
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _cell(row: Array) -> str:
+    values = row.reshape(-1)
+    items = [f"{v:.4g}" if isinstance(v, float) else str(_text(v)) for v in values.tolist()]
+    if len(items) == 1:
+        return items[0]
+    if len(items) > 8:
+        items = [*items[:8], "…"]
+    return "[" + ", ".join(items) + "]"
+
+
+def _outputs_table(model: str, result: Mapping[str, Array], limit: int) -> Table:
+    rows = min((len(a) for a in result.values() if a.ndim), default=1)
+    table = Table(title=f"{model}: {rows} row{'s' if rows != 1 else ''}", title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    for name, array in result.items():
+        table.add_column(f"{name}\n[dim]{array.dtype} {list(array.shape[1:])}[/]")
+    for i in range(min(rows, max(limit, 0))):
+        table.add_row(str(i), *(_cell(a[i] if a.ndim else a) for a in result.values()))
+    if rows > limit:
+        table.caption = f"{rows - limit} more rows not shown (--limit, or --json for all)"
+    return table
+
+
+def _health_table(report: HealthReport) -> Table:
+    def state(ok: bool) -> str:
+        return "[green]yes[/]" if ok else "[bold red]no[/]"
+
+    table = Table(title=f"Triton at {report.url}", title_justify="left")
+    table.add_column("check")
+    table.add_column("ok")
+    table.add_row("server live", state(report.live))
+    table.add_row("server ready", state(report.ready))
+    for name, ready in report.models.items():
+        table.add_row(f"model {name} ready", state(ready))
+    if report.error:
+        table.caption = " ".join(report.error.split())
+    return table
