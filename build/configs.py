@@ -15,12 +15,20 @@ from triton_deploy.build.spec import (
     EnsembleSpec,
     InstanceGroup,
     ModelSpec,
+    QueuePolicy,
     TensorSpec,
     VersionPolicy,
 )
 from tritonclient.grpc import model_config_pb2 as mc
 
-__all__ = ["ensemble_config", "model_config", "render", "tensor_specs", "write_config"]
+__all__ = [
+    "ensemble_config",
+    "model_config",
+    "queue_policy",
+    "render",
+    "tensor_specs",
+    "write_config",
+]
 
 _PLATFORM = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 
@@ -46,17 +54,23 @@ def _version_policy(policy: VersionPolicy) -> mc.ModelVersionPolicy:
 
 
 def _dynamic_batching(batching: DynamicBatching, max_batch_size: int) -> mc.ModelDynamicBatching:
-    queue = batching.queue
-    return mc.ModelDynamicBatching(
+    config = mc.ModelDynamicBatching(
         preferred_batch_size=batching.preferred_batch_size or [max_batch_size],
         max_queue_delay_microseconds=batching.max_queue_delay_microseconds,
         preserve_ordering=batching.preserve_ordering,
-        default_queue_policy=mc.ModelQueuePolicy(
-            timeout_action=mc.ModelQueuePolicy.REJECT,
-            default_timeout_microseconds=queue.timeout_microseconds,
-            allow_timeout_override=queue.allow_timeout_override,
-            max_queue_size=queue.max_queue_size,
-        ),
+    )
+    if batching.queue is not None:
+        config.default_queue_policy.CopyFrom(queue_policy(batching.queue))
+    return config
+
+
+def queue_policy(queue: QueuePolicy) -> mc.ModelQueuePolicy:
+    """Bounded queue: requests beyond max_queue_size or older than the timeout are rejected."""
+    return mc.ModelQueuePolicy(
+        timeout_action=mc.ModelQueuePolicy.REJECT,
+        default_timeout_microseconds=queue.timeout_microseconds,
+        allow_timeout_override=queue.allow_timeout_override,
+        max_queue_size=queue.max_queue_size,
     )
 
 

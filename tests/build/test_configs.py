@@ -41,6 +41,9 @@ def test_dynamic_batching_queue_policy_instances_warmup() -> None:
     assert config.parameters["intra_op_thread_count"].string_value == "1"
     assert [w.batch_size for w in config.model_warmup] == [1, 32]
     assert config.version_policy.latest.num_versions == 1
+    unbounded = configs.model_config(_model(), x, y)
+    assert unbounded.HasField("dynamic_batching")
+    assert not unbounded.dynamic_batching.HasField("default_queue_policy")
 
 
 def test_batching_off_and_no_warmup_for_strings() -> None:
