@@ -11,14 +11,14 @@ import grpc
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from ._base import BaseClient, Call, split_arrays
+from ._base import BaseClient, Call, SchemaChanged
 from ._errors import ClientError, DeadlineExceeded, ModelNotFound, NotReady, Unavailable
 from ._health import HealthReport
 from ._pool import AsyncChannels, ChannelBook
 from ._retry import Deadline
 from ._schema import ModelSchema
 from ._types import Compression, Headers, InputMap, OutputMap, TensorLike
-from ._validation import prepare_inputs, raw_inputs
+from ._validation import prepare_inputs
 
 __all__ = ["AsyncInferenceClient"]
 
@@ -210,6 +210,8 @@ class AsyncInferenceClient(BaseClient):
         schema: ModelSchema,
         given: Mapping[str, Any],
         request: list[Any],
+        *,
+        replan: bool = False,
     ) -> OutputMap:
         try:
             return await self._send(call, request, schema)
@@ -220,6 +222,8 @@ class AsyncInferenceClient(BaseClient):
             fresh = await self._schema(call)
             if fresh == schema or isinstance(error, ModelNotFound):
                 raise
+            if replan:  # infer_many: chunk sizes may have changed too
+                raise SchemaChanged(fresh) from error
             prepared, _ = prepare_inputs(fresh, given, limit_batch=True)
             return await self._send(call, self._checked_request(prepared), fresh)
 
@@ -251,26 +255,36 @@ class AsyncInferenceClient(BaseClient):
         }
         given = self._merge_inputs(inputs, named_inputs)
         schema = await self._schema(self._options(model, **options))
-        if validate:
-            prepared, batch = self._validated(schema, given, outputs, limit_batch=False)
-            arrays = {spec.name: array for spec, array in prepared}
-            datatypes = {spec.name: spec.datatype for spec, _ in prepared}
-        else:
-            raw = raw_inputs(given)
-            arrays = {name: array for name, _, array in raw}
-            datatypes = {name: datatype for name, datatype, _ in raw}
-            batch = min((len(a) for a in arrays.values() if a.ndim), default=0)
-        parts = self._chunk_slices(batch, schema, chunk_size)
+        many = (model, options, given, outputs, validate, chunk_size, max_concurrency)
+        try:
+            return await self._many(schema, *many, replan=True)
+        except SchemaChanged as changed:
+            # The model changed on the server (e.g. a new max_batch_size): plan again, once.
+            return await self._many(changed.schema, *many, replan=False)
+
+    async def _many(
+        self,
+        schema: ModelSchema,
+        model: str,
+        options: dict[str, Any],
+        given: Mapping[str, Any],
+        outputs: Sequence[str] | None,
+        validate: bool,
+        chunk_size: int | None,
+        max_concurrency: int | None,
+        *,
+        replan: bool,
+    ) -> OutputMap:
+        arrays, datatypes, parts = self._plan_many(schema, given, outputs, validate, chunk_size)
         limit = asyncio.Semaphore(self._concurrency(max_concurrency, len(parts)))
 
         async def run(part: slice) -> OutputMap:
             async with limit:
                 call = self._options(model, **options)
-                chunk = split_arrays(arrays, part)
-                request = self._infer_inputs((n, datatypes[n], a) for n, a in chunk.items())
+                chunk, request = self._chunk_request(arrays, datatypes, part)
                 if not validate:
                     return await self._send(call, request, None)
-                return await self._send_checked(call, schema, chunk, request)
+                return await self._send_checked(call, schema, chunk, request, replan=replan)
 
         if len(parts) == 1:
             return await run(parts[0])

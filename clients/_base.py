@@ -4,6 +4,7 @@ request building, response decoding, error translation and chunking. No I/O happ
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from ._validation import prepare_inputs, raw_inputs
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_CONNECTION_AGE_S",
+    "DEFAULT_METADATA_TTL_S",
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
     "BaseClient",
@@ -44,6 +46,7 @@ DEFAULT_URL = "localhost:8001"
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTION_AGE_S = 60.0
 DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_METADATA_TTL_S = 60.0
 
 # tritonclient's own defaults (replaced as a whole when channel_args are given), plus ours.
 _INT32_MAX = 2**31 - 1
@@ -61,6 +64,14 @@ _DEFAULT_CHANNEL_ARGS: dict[str, Any] = {
 _COMPRESSIONS = ("gzip", "deflate")
 
 Key = tuple[str, str]  # (model, version)
+
+
+class SchemaChanged(Exception):
+    """Internal: a chunk of ``infer_many`` met a changed model; plan the chunks again."""
+
+    def __init__(self, schema: ModelSchema) -> None:
+        super().__init__(schema.name)
+        self.schema = schema
 
 
 @dataclass(slots=True)
@@ -89,6 +100,7 @@ class BaseClient:
         retry: RetryPolicy | None = None,
         max_connection_age_s: float | None = DEFAULT_MAX_CONNECTION_AGE_S,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        metadata_ttl_s: float | None = DEFAULT_METADATA_TTL_S,
         headers: Headers | None = None,
         compression: Compression | None = None,
         ssl: bool = False,
@@ -113,6 +125,9 @@ class BaseClient:
         self.retry = retry if retry is not None else RetryPolicy()
         self.max_connection_age_s = max_connection_age_s
         self.max_concurrency = max_concurrency
+        if metadata_ttl_s is not None and metadata_ttl_s < 0:
+            raise UsageError(f"metadata_ttl_s must be >= 0 or None, got {metadata_ttl_s!r}")
+        self.metadata_ttl_s = metadata_ttl_s
         self.headers: dict[str, str] = _lower_keys(headers)
         self.compression = _check_compression(compression)
         files = {
@@ -139,7 +154,7 @@ class BaseClient:
             "creds": creds,
             "channel_args": list(args.items()),
         }
-        self._schemas: dict[Key, ModelSchema] = {}
+        self._schemas: dict[Key, tuple[ModelSchema, float]] = {}  # schema, fetched at
         self._setup_channels()
 
     def _setup_channels(self) -> None:
@@ -257,13 +272,20 @@ class BaseClient:
 
     # -- metadata cache ------------------------------------------------------------------------
     def _cached(self, model: str, version: str) -> ModelSchema | None:
-        return self._schemas.get((model, version))
+        """The cached schema, unless it is older than ``metadata_ttl_s``."""
+        entry = self._schemas.get((model, version))
+        if entry is None:
+            return None
+        schema, fetched = entry
+        if self.metadata_ttl_s is not None and time.monotonic() - fetched >= self.metadata_ttl_s:
+            return None
+        return schema
 
     def _remember(self, model: str, version: str, schema: ModelSchema) -> None:
-        self._schemas[(model, version)] = schema
+        self._schemas[(model, version)] = (schema, time.monotonic())
 
     def _forget(self, schema: ModelSchema) -> None:
-        for key, cached in list(self._schemas.items()):
+        for key, (cached, _) in list(self._schemas.items()):
             if cached is schema:
                 self._schemas.pop(key, None)
 
@@ -284,6 +306,32 @@ class BaseClient:
                 f"{schema.max_batch_size}, got {size}"
             )
         return chunk_slices(batch, size)
+
+    def _plan_many(
+        self,
+        schema: ModelSchema,
+        given: Mapping[str, TensorLike],
+        outputs: Sequence[str] | None,
+        validate: bool,
+        chunk_size: int | None,
+    ) -> tuple[dict[str, Array], dict[str, str], list[slice]]:
+        """``infer_many``'s arrays (checked once, whole), their datatypes, and the chunks."""
+        if validate:
+            prepared, batch = self._validated(schema, given, outputs, limit_batch=False)
+            arrays = {spec.name: array for spec, array in prepared}
+            datatypes = {spec.name: spec.datatype for spec, _ in prepared}
+        else:
+            raw = raw_inputs(given)
+            arrays = {name: array for name, _, array in raw}
+            datatypes = {name: datatype for name, datatype, _ in raw}
+            batch = min((len(a) for a in arrays.values() if a.ndim), default=0)
+        return arrays, datatypes, self._chunk_slices(batch, schema, chunk_size)
+
+    def _chunk_request(
+        self, arrays: Mapping[str, Array], datatypes: Mapping[str, str], part: slice
+    ) -> tuple[dict[str, Array], list[Any]]:
+        chunk = split_arrays(arrays, part)
+        return chunk, self._infer_inputs((n, datatypes[n], a) for n, a in chunk.items())
 
     def _concurrency(self, max_concurrency: int | None, chunks: int) -> int:
         limit = self.max_concurrency if max_concurrency is None else max_concurrency

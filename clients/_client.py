@@ -13,14 +13,14 @@ import grpc
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from ._base import BaseClient, Call, split_arrays
+from ._base import BaseClient, Call, SchemaChanged
 from ._errors import ClientError, DeadlineExceeded, ModelNotFound, NotReady, Unavailable
 from ._health import HealthReport
 from ._pool import ChannelBook, SyncChannels
 from ._retry import Deadline
 from ._schema import ModelSchema
 from ._types import Compression, Headers, InputMap, OutputMap, TensorLike
-from ._validation import prepare_inputs, raw_inputs
+from ._validation import prepare_inputs
 
 __all__ = ["InferenceClient"]
 
@@ -53,6 +53,11 @@ class InferenceClient(BaseClient):
       Service within that time; in-flight calls finish on the old channel. ``None`` keeps one
       channel forever (then only the server's ``--grpc-max-connection-age`` moves traffic).
     - ``max_concurrency``: default number of chunks ``infer_many`` sends at once (8).
+    - ``metadata_ttl_s``: how long a model's cached metadata and config are trusted (60 s;
+      ``None``: until the server says otherwise). They are refreshed at once when a response
+      carries a model version the cache does not list, and when the server rejects inputs
+      (INVALID_ARGUMENT) or the model (NOT_FOUND) that passed the cached checks: if the
+      model changed, the inputs are checked again and the request is sent once more.
     - ``headers``: metadata sent with every call (e.g. an auth token); merged with per-call
       ``headers=``.
     - ``compression``: ``"gzip"`` or ``"deflate"`` for request messages; per call too.
@@ -232,6 +237,8 @@ class InferenceClient(BaseClient):
         schema: ModelSchema,
         given: Mapping[str, Any],
         request: list[Any],
+        *,
+        replan: bool = False,
     ) -> OutputMap:
         try:
             return self._send(call, request, schema)
@@ -244,6 +251,8 @@ class InferenceClient(BaseClient):
             fresh = self._schema(call)
             if fresh == schema or isinstance(error, ModelNotFound):
                 raise
+            if replan:  # infer_many: chunk sizes may have changed too
+                raise SchemaChanged(fresh) from error
             prepared, _ = prepare_inputs(fresh, given, limit_batch=True)
             return self._send(call, self._checked_request(prepared), fresh)
 
@@ -279,24 +288,34 @@ class InferenceClient(BaseClient):
         }
         given = self._merge_inputs(inputs, named_inputs)
         schema = self._schema(self._options(model, **options))
-        if validate:
-            prepared, batch = self._validated(schema, given, outputs, limit_batch=False)
-            arrays = {spec.name: array for spec, array in prepared}
-            datatypes = {spec.name: spec.datatype for spec, _ in prepared}
-        else:
-            raw = raw_inputs(given)
-            arrays = {name: array for name, _, array in raw}
-            datatypes = {name: datatype for name, datatype, _ in raw}
-            batch = min((len(a) for a in arrays.values() if a.ndim), default=0)
-        parts = self._chunk_slices(batch, schema, chunk_size)
+        many = (model, options, given, outputs, validate, chunk_size, max_concurrency)
+        try:
+            return self._many(schema, *many, replan=True)
+        except SchemaChanged as changed:
+            # The model changed on the server (e.g. a new max_batch_size): plan again, once.
+            return self._many(changed.schema, *many, replan=False)
+
+    def _many(
+        self,
+        schema: ModelSchema,
+        model: str,
+        options: dict[str, Any],
+        given: Mapping[str, Any],
+        outputs: Sequence[str] | None,
+        validate: bool,
+        chunk_size: int | None,
+        max_concurrency: int | None,
+        *,
+        replan: bool,
+    ) -> OutputMap:
+        arrays, datatypes, parts = self._plan_many(schema, given, outputs, validate, chunk_size)
 
         def run(part: slice) -> OutputMap:
             call = self._options(model, **options)
-            chunk = split_arrays(arrays, part)
-            request = self._infer_inputs((n, datatypes[n], a) for n, a in chunk.items())
+            chunk, request = self._chunk_request(arrays, datatypes, part)
             if not validate:
                 return self._send(call, request, None)
-            return self._send_checked(call, schema, chunk, request)
+            return self._send_checked(call, schema, chunk, request, replan=replan)
 
         if len(parts) == 1:
             return run(parts[0])
