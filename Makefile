@@ -35,7 +35,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff format --check src build clients loadtests tests
 	$(VENV)/bin/ruff check src build clients loadtests tests
-	$(VENV)/bin/mypy src/triton_deploy clients
+	$(VENV)/bin/mypy src/triton_deploy build clients loadtests
 
 format: install
 	$(VENV)/bin/ruff format src build clients loadtests tests

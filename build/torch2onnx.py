@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def export_onnx(
 
 
 @contextlib.contextmanager
-def _silence(*names: str):  # type: ignore[no-untyped-def]
+def _silence(*names: str) -> Iterator[None]:
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -104,7 +105,7 @@ def onnx_tensors(graph: onnx.ModelProto, kind: str) -> list[TensorSpec]:
             raise BuildError(
                 f"ONNX tensor '{value.name}': element type {tensor_type.elem_type} unsupported"
             )
-        tensors.append(TensorSpec(name=value.name, dtype=dtype, dims=dims or [1]))  # type: ignore[arg-type]
+        tensors.append(TensorSpec(name=value.name, dtype=dtype, dims=dims or [1]))
     return tensors
 
 

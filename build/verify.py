@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.table import Table
@@ -79,7 +80,9 @@ class VerificationReport:
         return table
 
 
-def _infer(client, model: str, inputs: dict[str, np.ndarray], outputs: list[str], batch: int):  # type: ignore[no-untyped-def]
+def _infer(
+    client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str], batch: int
+) -> dict[str, np.ndarray]:
     import tritonclient.grpc as grpcclient
 
     rows = next(iter(inputs.values())).shape[0]

@@ -32,7 +32,7 @@ class GoldenCase:
         arrays = {f"in.{k}": v for k, v in self.inputs.items()}
         arrays |= {f"out.{k}": v for k, v in self.expected.items()}
         arrays["exact"] = np.array(self.exact, dtype=object)
-        np.savez(path, **arrays)  # type: ignore[arg-type]
+        np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Any) -> GoldenCase:
@@ -48,7 +48,7 @@ def resolve_recipe(reference: str) -> Callable[..., Any]:
     module_name, _, function = reference.partition(":")
     module = importlib.import_module(f"triton_deploy.build.recipes.{module_name}")
     try:
-        return getattr(module, function)  # type: ignore[no-any-return]
+        return getattr(module, function)
     except AttributeError:
         raise AttributeError(
             f"recipe '{reference}': {module.__name__} has no '{function}'"

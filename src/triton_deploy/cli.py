@@ -103,7 +103,10 @@ def serve(
         int, typer.Option(help="Metrics port.", envvar="TDEPLOY_METRICS_PORT")
     ] = 8002,
     address: Annotated[
-        str, typer.Option(help="Listen address; 0.0.0.0 to accept other machines.", envvar="TDEPLOY_ADDRESS")
+        str,
+        typer.Option(
+            help="Listen address; 0.0.0.0 to accept other machines.", envvar="TDEPLOY_ADDRESS"
+        ),
     ] = "127.0.0.1",
     exit_timeout: Annotated[
         int, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")
@@ -154,7 +157,11 @@ def serve(
         f"           tdeploy verify --url {server.grpc_url}\n"
         "  stop:    Ctrl-C"
     )
-    watcher = threading.Thread(target=lambda: (server.wait(), stop.set()), daemon=True)
+    def _watch() -> None:  # the server may also exit by itself
+        server.wait()
+        stop.set()
+
+    watcher = threading.Thread(target=_watch, daemon=True)
     watcher.start()
     stop.wait()
     code = server.stop()
@@ -190,14 +197,21 @@ def verify(
         raise fail(TritonDeployError(f"verification failed for {', '.join(report.failed_models)}"))
 
 
-def main() -> None:
+def _register_sub_commands() -> None:
+    """Commands that live beside their stage: the client's and the load tests'."""
+    from triton_deploy.cli_client import health, infer
+
+    app.command()(infer)
+    app.command()(health)
     try:
-        from triton_deploy import cli_client
-    except ImportError:
-        cli_client = None  # type: ignore[assignment]
-    if cli_client is not None:
-        for name in ("infer", "health"):
-            command = getattr(cli_client, name, None)
-            if command is not None and name not in {c.name for c in app.registered_commands}:
-                app.command(name=name)(command)
+        from triton_deploy.cli_loadtest import loadtest
+    except ImportError:  # the loadtest extra (locust) is not installed
+        return
+    app.command()(loadtest)
+
+
+_register_sub_commands()
+
+
+def main() -> None:
     sys.exit(app())

@@ -13,7 +13,7 @@ QUIET = Console(stderr=True, quiet=True)
 
 
 def _generated_text_files(repository: Path) -> dict[str, str]:
-    files = sorted(repository.glob("*/config.pbtxt")) + [repository / "build_plans.sh"]
+    files = [*sorted(repository.glob("*/config.pbtxt")), repository / "build_plans.sh"]
     return {str(p.relative_to(repository)): p.read_text() for p in files}
 
 

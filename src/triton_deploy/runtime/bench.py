@@ -35,7 +35,12 @@ from triton_deploy.runtime.server import TritonServer
 
 MODELS = ("digits_cnn", "ctr_xgb", "digits", "ctr")
 # The composing model whose batches tell how well an ensemble batched.
-BATCH_PROBE = {"digits_cnn": "digits_cnn", "ctr_xgb": "ctr_xgb", "digits": "digits_cnn", "ctr": "ctr_xgb"}
+BATCH_PROBE = {
+    "digits_cnn": "digits_cnn",
+    "ctr_xgb": "ctr_xgb",
+    "digits": "digits_cnn",
+    "ctr": "ctr_xgb",
+}
 _TRITON_DTYPE = {"float32": "FP32", "uint8": "UINT8", "object": "BYTES", "int64": "INT64"}
 
 
@@ -88,7 +93,9 @@ def _server_cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-async def _load(url: str, model: str, rows: dict[str, np.ndarray], concurrency: int, seconds: float) -> tuple[list[float], int]:
+async def _load(
+    url: str, model: str, rows: dict[str, np.ndarray], concurrency: int, seconds: float
+) -> tuple[list[float], int]:
     import tritonclient.grpc.aio as aioclient
 
     client = aioclient.InferenceServerClient(url)
@@ -114,7 +121,7 @@ async def _load(url: str, model: str, rows: dict[str, np.ndarray], concurrency: 
             try:
                 await client.infer(model, requests[i % len(requests)])
                 latencies.append(time.perf_counter() - started)
-            except Exception:  # noqa: BLE001 - counted, the run goes on
+            except Exception:  # counted; the run goes on
                 errors += 1
             i += concurrency
 
@@ -132,7 +139,14 @@ def _avg_batch(url: str, model: str) -> tuple[int, int]:
     return int(stats.inference_count), int(stats.execution_count)
 
 
-def measure(server: TritonServer, model: str, rows: dict[str, np.ndarray], concurrency: int, seconds: float, batching: str) -> Point:
+def measure(
+    server: TritonServer,
+    model: str,
+    rows: dict[str, np.ndarray],
+    concurrency: int,
+    seconds: float,
+    batching: str,
+) -> Point:
     asyncio.run(_load(server.grpc_url, model, rows, concurrency, min(1.0, seconds)))  # warm-up
     probe = BATCH_PROBE[model]
     inferences0, executions0 = _avg_batch(server.grpc_url, probe)
@@ -143,25 +157,34 @@ def measure(server: TritonServer, model: str, rows: dict[str, np.ndarray], concu
     inferences1, executions1 = _avg_batch(server.grpc_url, probe)
     ms = sorted(x * 1000 for x in latencies) or [float("nan")]
     return Point(
-        model=model, batching=batching, concurrency=concurrency, requests=len(latencies), errors=errors,
+        model=model,
+        batching=batching,
+        concurrency=concurrency,
+        requests=len(latencies),
+        errors=errors,
         throughput=len(latencies) / wall,
-        p50_ms=statistics.median(ms), p99_ms=ms[min(len(ms) - 1, int(0.99 * len(ms)))],
+        p50_ms=statistics.median(ms),
+        p99_ms=ms[min(len(ms) - 1, int(0.99 * len(ms)))],
         avg_batch=(inferences1 - inferences0) / max(executions1 - executions0, 1),
         client_cpu=((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall,
         server_cpu=(server1 - server0) / wall,
     )
 
 
-def in_process(model: str, repository: Path, rows: dict[str, np.ndarray], batch: int, seconds: float = 2.0) -> float:
+def in_process(
+    model: str, repository: Path, rows: dict[str, np.ndarray], batch: int, seconds: float = 2.0
+) -> float:
     """Rows/s of the source model run in this process at ``batch`` rows per call."""
     import onnxruntime as ort
     import xgboost
 
-    batch = max(1, round(batch))
+    batch = max(1, batch)
     if model in ("digits_cnn", "digits"):
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(repository / "digits_cnn/1/model.onnx"), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(repository / "digits_cnn/1/model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         from triton_deploy.build.recipes.digits_features import postprocess, preprocess
 
         def run(i: int) -> None:
@@ -176,14 +199,20 @@ def in_process(model: str, repository: Path, rows: dict[str, np.ndarray], batch:
         booster.set_param({"nthread": 1})
         from triton_deploy.build.recipes.ctr_features import FeatureEncoder
 
-        encoder = FeatureEncoder.from_json((repository / "ctr_features/1/vocabulary.json").read_text())
+        encoder = FeatureEncoder.from_json(
+            (repository / "ctr_features/1/vocabulary.json").read_text()
+        )
 
         def run(i: int) -> None:
             if model == "ctr":
                 columns = {k: np.resize(v, (batch, 1)) for k, v in rows.items()}
                 booster.inplace_predict(encoder.encode(columns), validate_features=False)
             else:
-                booster.inplace_predict(np.resize(rows["input__0"], (batch, rows["input__0"].shape[1])), validate_features=False)
+                booster.inplace_predict(
+                    np.resize(rows["input__0"], (batch, rows["input__0"].shape[1])),
+                    validate_features=False,
+                )
+
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         run(count)
@@ -202,9 +231,19 @@ def plot(points: list[Point], path: Path) -> Path:
         for batching, style in (("on", "-o"), ("off", "--s")):
             series = [p for p in points if p.model == model and p.batching == batching]
             conc = [p.concurrency for p in series]
-            axes[0, column].plot(conc, [p.throughput for p in series], style, label=f"batching {batching}")
-            axes[1, column].plot(conc, [p.p99_ms for p in series], style, label=f"p99, batching {batching}")
-            axes[1, column].plot(conc, [p.p50_ms for p in series], style, alpha=0.4, label=f"p50, batching {batching}")
+            axes[0, column].plot(
+                conc, [p.throughput for p in series], style, label=f"batching {batching}"
+            )
+            axes[1, column].plot(
+                conc, [p.p99_ms for p in series], style, label=f"p99, batching {batching}"
+            )
+            axes[1, column].plot(
+                conc,
+                [p.p50_ms for p in series],
+                style,
+                alpha=0.4,
+                label=f"p50, batching {batching}",
+            )
         axes[0, column].set_title(model)
         axes[0, column].set_ylabel("requests/s")
         axes[1, column].set_ylabel("latency (ms)")
@@ -213,48 +252,86 @@ def plot(points: list[Point], path: Path) -> Path:
             ax.set_xscale("log", base=2)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle("Local tritonserver (CPU, 2 cores incl. load generator): dynamic batching on vs off")
+    fig.suptitle(
+        "Local tritonserver (CPU, 2 cores incl. load generator): dynamic batching on vs off"
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    parser.add_argument("--queue-policy", action="store_true",
-                        help="add a default_queue_policy (max 256 queued, 1 s timeout) to the batching run")
+    parser.add_argument(
+        "--queue-policy",
+        action="store_true",
+        help="add a default_queue_policy (max 256 queued, 1 s timeout) to the batching run",
+    )
     args = parser.parse_args(argv)
     console = Console()
     repository = args.repository.resolve()
-    cases = {m: GoldenCase.load(artifacts_directory(repository) / f"{m}.npz").inputs for m in args.models}
+    cases = {
+        m: GoldenCase.load(artifacts_directory(repository) / f"{m}.npz").inputs for m in args.models
+    }
     points: list[Point] = []
     with tempfile.TemporaryDirectory() as tmp:
-        on = variant(repository, Path(tmp) / "on", batching=True, queue=True) if args.queue_policy else repository
+        on = (
+            variant(repository, Path(tmp) / "on", batching=True, queue=True)
+            if args.queue_policy
+            else repository
+        )
         off = variant(repository, Path(tmp) / "off", batching=False, queue=False)
         for batching, repo in (("on", on), ("off", off)):
             with TritonServer(repo) as server:
                 for model in args.models:
                     for concurrency in args.concurrency:
-                        point = measure(server, model, cases[model], concurrency, args.seconds, batching)
+                        point = measure(
+                            server, model, cases[model], concurrency, args.seconds, batching
+                        )
                         points.append(point)
-                        console.print(f"{model:10} batching {batching:3} c={concurrency:<3} {point.throughput:8.0f} req/s "
-                                      f"p50 {point.p50_ms:6.2f} ms p99 {point.p99_ms:6.2f} ms batch {point.avg_batch:5.1f}")
+                        console.print(
+                            f"{model:10} batching {batching:3} c={concurrency:<3} {point.throughput:8.0f} req/s "
+                            f"p50 {point.p50_ms:6.2f} ms p99 {point.p99_ms:6.2f} ms batch {point.avg_batch:5.1f}"
+                        )
     inproc = {(p.model, round(p.avg_batch)): 0.0 for p in points}
     for model, batch in inproc:
         inproc[(model, batch)] = in_process(model, repository, cases[model], batch)
     table = Table(title="dynamic batching on vs off (single-sample requests)")
-    for col in ("model", "conc", "batching", "req/s", "p50 ms", "p99 ms", "avg batch", "in-process rows/s at that batch",
-                "client CPU", "server CPU", "errors"):
+    for col in (
+        "model",
+        "conc",
+        "batching",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "avg batch",
+        "in-process rows/s at that batch",
+        "client CPU",
+        "server CPU",
+        "errors",
+    ):
         table.add_column(col, justify="right")
     for p in points:
-        table.add_row(p.model, str(p.concurrency), p.batching, f"{p.throughput:.0f}", f"{p.p50_ms:.2f}", f"{p.p99_ms:.2f}",
-                      f"{p.avg_batch:.1f}", f"{inproc[(p.model, round(p.avg_batch))]:.0f}", f"{p.client_cpu:.2f}",
-                      f"{p.server_cpu:.2f}", str(p.errors))
+        table.add_row(
+            p.model,
+            str(p.concurrency),
+            p.batching,
+            f"{p.throughput:.0f}",
+            f"{p.p50_ms:.2f}",
+            f"{p.p99_ms:.2f}",
+            f"{p.avg_batch:.1f}",
+            f"{inproc[(p.model, round(p.avg_batch))]:.0f}",
+            f"{p.client_cpu:.2f}",
+            f"{p.server_cpu:.2f}",
+            str(p.errors),
+        )
     console.print(table)
     speedups = Table(title="speed-up of dynamic batching")
     for col in ("model", "conc", "on / off"):
@@ -262,12 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     by_key = {(p.model, p.concurrency, p.batching): p for p in points}
     for model in args.models:
         for concurrency in args.concurrency:
-            on, off = by_key[(model, concurrency, "on")], by_key[(model, concurrency, "off")]
-            speedups.add_row(model, str(concurrency), f"{on.throughput / max(off.throughput, 1e-9):.2f}x")
+            fast, slow = by_key[(model, concurrency, "on")], by_key[(model, concurrency, "off")]
+            speedups.add_row(
+                model, str(concurrency), f"{fast.throughput / max(slow.throughput, 1e-9):.2f}x"
+            )
     console.print(speedups)
     args.out.mkdir(parents=True, exist_ok=True)
-    payload: dict[str, Any] = {"points": [asdict(p) for p in points],
-                               "in_process": {f"{m}@{b}": v for (m, b), v in inproc.items()}}
+    payload: dict[str, Any] = {
+        "points": [asdict(p) for p in points],
+        "in_process": {f"{m}@{b}": v for (m, b), v in inproc.items()},
+    }
     (args.out / "bench.json").write_text(json.dumps(payload, indent=2))
     console.print(f"wrote {args.out / 'bench.json'} and {plot(points, args.out / 'bench.png')}")
     return 0

@@ -90,7 +90,7 @@ class TritonPythonModel:
 
     def _run(self, batch):
         values = self.session.run(list(self.outputs), batch)
-        return dict(zip(self.outputs, values))
+        return dict(zip(self.outputs, values, strict=True))
 
     def execute(self, requests):
         return execute_batched(pb_utils, requests, self.input_names, self.outputs, self._run)

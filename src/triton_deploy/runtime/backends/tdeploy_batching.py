@@ -86,7 +86,7 @@ def execute_batched(pb_utils, requests, input_names, output_specs, run):
     try:
         batch, sizes = gather(arrays, input_names)
         outputs = run(batch)
-        for index, result in zip(good, split(outputs, sizes)):
+        for index, result in zip(good, split(outputs, sizes), strict=True):
             responses[index] = _ok(pb_utils, result, output_specs)
     except RequestError as exc:
         if len(good) == 1:
@@ -94,7 +94,7 @@ def execute_batched(pb_utils, requests, input_names, output_specs, run):
         else:
             # One bad request in a dynamic batch: serve each request alone so that only the
             # bad one fails and its neighbours still get their answers.
-            for index, tensors in zip(good, arrays):
+            for index, tensors in zip(good, arrays, strict=True):
                 try:
                     responses[index] = _ok(pb_utils, run(tensors), output_specs)
                 except RequestError as single:
