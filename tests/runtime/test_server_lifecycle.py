@@ -207,3 +207,49 @@ def test_bad_fil_parameter_fails_the_load_with_a_clear_message(
         ServerStartError, match=r"predict_proba='True': must be exactly 'true' or 'false'"
     ):
         TritonServer(repo, startup_timeout_s=60).start()
+
+
+def test_serve_command_stops_cleanly_on_sigterm(model_repository: Path) -> None:
+    """`tdeploy serve` in a real process: ready banner, then SIGTERM -> graceful exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from triton_deploy.runtime.server import free_port
+
+    grpc_port = free_port()
+    tdeploy = Path(sys.executable).parent / "tdeploy"
+    process = subprocess.Popen(
+        [
+            str(tdeploy),
+            "serve",
+            "--repository",
+            str(model_repository),
+            "--grpc-port",
+            str(grpc_port),
+            "--http-port",
+            str(free_port()),
+            "--metrics-port",
+            str(free_port()),
+            "--no-log-server",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"COLUMNS": "200"},
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("  stop:"):
+            break
+    text = "".join(seen)
+    assert "not loaded digits_cnn_trt" in text and f"gRPC     127.0.0.1:{grpc_port}" in text
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    assert client.is_model_ready("ctr") and client.is_model_ready("digits")
+    process.send_signal(signal.SIGTERM)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "SIGTERM: stopping" in rest and "tritonserver exited with code 0" in rest

@@ -37,8 +37,9 @@ from triton_deploy.runtime.repository import (
 
 __all__ = ["TritonServer", "free_port"]
 
-# Triton log lines look like "E1122 04:50:00.123 123 file.cc:42] message".
-_ERROR_LINE = re.compile(r"^E\d{4} ")
+# Triton error lines: "E1122 04:50:00.123 123 file.cc:42] message" (default log format) or
+# "2026-11-22T04:50:00Z E 123 file.cc:42] message" (--log-format=ISO8601).
+_ERROR_LINE = re.compile(r"^(E\d{4} |\d{4}-\d\d-\d\dT\S+ E )")
 _UNAVAILABLE = re.compile(r"\|\s*UNAVAILABLE:")
 
 
