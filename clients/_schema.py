@@ -44,8 +44,15 @@ class ModelSchema:
         init=False, repr=False, compare=False, default_factory=dict
     )
 
+    #: Input names, and those that must be given (not ``optional``).
+    names: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    required: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+
     def __post_init__(self) -> None:
         self._inputs_by_name.update({spec.name: spec for spec in self.inputs})
+        object.__setattr__(self, "names", frozenset(self._inputs_by_name))
+        required = frozenset(spec.name for spec in self.inputs if not spec.optional)
+        object.__setattr__(self, "required", required)
 
     @property
     def batched(self) -> bool:

@@ -63,7 +63,8 @@ def prepare_inputs(
     over ``max_batch_size`` (``infer_many`` splits them afterwards).
     """
     model = schema.name
-    unknown = [name for name in given if schema.input(name) is None]
+    names = given.keys()
+    unknown = [name for name in given if schema.input(name) is None] if names - schema.names else []
     if unknown:
         raise InvalidInput(
             f"model '{model}' has no input {_names(unknown)}; its inputs are: "
@@ -71,7 +72,11 @@ def prepare_inputs(
             tensor=unknown[0],
             model=model,
         )
-    missing = [s.name for s in schema.inputs if not s.optional and s.name not in given]
+    missing = (
+        [s.name for s in schema.inputs if not s.optional and s.name not in given]
+        if schema.required - names
+        else []
+    )
     if missing:
         raise InvalidInput(
             f"missing input {_names(missing)} for model '{model}'; its inputs are: "
@@ -173,11 +178,17 @@ def _coerce(spec: TensorSpec, value: TensorLike, model: str) -> Array:
     return array
 
 
+_TEXT_TYPES = frozenset({str, bytes})
+
+
 def _coerce_bytes(spec: TensorSpec, value: TensorLike, model: str) -> Array:
     array = value if isinstance(value, np.ndarray) else np.asarray(value, dtype=np.object_)
     if array.dtype.kind in "US":
         return array.astype(np.object_)
     if array.dtype.kind == "O":
+        # Fast path (per request, so it matters): the set of element types, built in C.
+        if set(map(type, array.ravel().tolist())) <= _TEXT_TYPES:
+            return array
         for item in array.flat:
             if not isinstance(item, str | bytes):
                 raise InvalidInput(

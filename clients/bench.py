@@ -166,7 +166,7 @@ def _sync_side(
             def ours_call() -> object:
                 return ours.infer(model, arrays)
 
-            return _threads("ours (sync)", ours_call, concurrency, duration, rows)
+            return _threads("triton_deploy (sync)", ours_call, concurrency, duration, rows)
     with InferenceClient(url) as probe:
         schema = probe.model_schema(model)
     raw = grpcclient.InferenceServerClient(url)
@@ -176,7 +176,7 @@ def _sync_side(
             result = raw.infer(model, _raw_inputs(schema, arrays))
             return {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
 
-        return _threads("raw tritonclient (sync)", raw_call, concurrency, duration, rows)
+        return _threads("tritonclient (sync)", raw_call, concurrency, duration, rows)
     finally:
         raw.close()
 
@@ -191,7 +191,7 @@ async def _async_side(
             async def ours_call() -> object:
                 return await ours.infer(model, arrays)
 
-            return await _tasks("ours (asyncio)", ours_call, concurrency, duration, rows)
+            return await _tasks("triton_deploy (asyncio)", ours_call, concurrency, duration, rows)
     async with AsyncInferenceClient(url) as probe:
         schema = await probe.model_schema(model)
     raw = aioclient.InferenceServerClient(url)
@@ -201,7 +201,7 @@ async def _async_side(
             result = await raw.infer(model, _raw_inputs(schema, arrays))
             return {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
 
-        return await _tasks("raw tritonclient (asyncio)", raw_call, concurrency, duration, rows)
+        return await _tasks("tritonclient (asyncio)", raw_call, concurrency, duration, rows)
     finally:
         await raw.close()
 
