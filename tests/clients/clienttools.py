@@ -8,6 +8,7 @@ clients must recycle their channels for a blue/green switch to take effect.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
@@ -99,7 +100,7 @@ class TcpProxy:
             for sock in (client, upstream):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sockets = [client, upstream]
-            done = threading.Barrier(2, action=lambda c=conn: self._finish(c))
+            done = threading.Barrier(2, action=functools.partial(self._finish, conn))
             threading.Thread(
                 target=self._pump, args=(client, upstream, conn, True, done), daemon=True
             ).start()

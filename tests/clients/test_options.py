@@ -61,7 +61,7 @@ def test_headers_are_lowercased_and_merged() -> None:
 )
 def test_invalid_options(kwargs: dict[str, object]) -> None:
     with pytest.raises(UsageError):
-        InferenceClient("localhost:1", **kwargs)  # type: ignore[arg-type]
+        InferenceClient("localhost:1", **kwargs)
 
 
 def test_closed_client_refuses_calls() -> None:
@@ -75,7 +75,7 @@ def test_inputs_given_twice() -> None:
     with pytest.raises(UsageError, match="given twice"):
         BaseClient._merge_inputs({"IMAGES": 1}, {"IMAGES": 2})
     with pytest.raises(UsageError, match="mapping"):
-        BaseClient._merge_inputs([1, 2], {})  # type: ignore[arg-type]
+        BaseClient._merge_inputs([1, 2], {})
 
 
 def test_chunk_slices_cover_everything_in_order() -> None:

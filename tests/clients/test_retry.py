@@ -77,7 +77,7 @@ def test_deadline_runs_out() -> None:
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(UsageError):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+        RetryPolicy(**kwargs)
 
 
 def test_timeout_must_be_positive() -> None:

@@ -151,8 +151,11 @@ def test_async_recycling_never_fails_in_flight_calls(proxy: TcpProxy) -> None:
 
 
 # -- servers of our own ----------------------------------------------------------------------------
-def _ports() -> dict[str, int]:
-    return {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
+def _server_on(repository: Path, ports: tuple[int, int, int]) -> TritonServer:
+    grpc_port, http_port, metrics_port = ports
+    return TritonServer(
+        repository, grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port
+    ).start()
 
 
 def test_server_goaway_moves_traffic_without_failures(model_repository: Path) -> None:
@@ -174,8 +177,8 @@ def test_server_goaway_moves_traffic_without_failures(model_repository: Path) ->
 
 
 def test_retry_across_a_server_restart(model_repository: Path) -> None:
-    ports = _ports()
-    server = TritonServer(model_repository, **ports).start()
+    ports = (free_port(), free_port(), free_port())
+    server = _server_on(model_repository, ports)
     url = server.grpc_url
     patient = RetryPolicy(max_attempts=10_000, initial_backoff_s=0.05, max_backoff_s=0.5)
     try:
@@ -187,7 +190,7 @@ def test_retry_across_a_server_restart(model_repository: Path) -> None:
             with impatient, pytest.raises(Unavailable):
                 impatient.infer("digits", IMAGES=digit_images(1))
             time.sleep(1.0)  # calls keep retrying meanwhile
-            server = TritonServer(model_repository, **ports).start()
+            server = _server_on(model_repository, ports)  # same ports: a restart
             up_at = time.monotonic()
             load.wait_for_calls(10, after=up_at)
             # calls that started while the server was down completed after the restart

@@ -6,12 +6,13 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from triton_deploy.clients import InferenceClient, InvalidInput
+from triton_deploy.clients import InferenceClient, InvalidInput, ModelSchema
 
 from triton_deploy.runtime.server import TritonServer
 
@@ -92,7 +93,5 @@ def test_metadata_expires_after_its_ttl(changing_server: tuple[TritonServer, Pat
         assert again is not first and again == first
 
 
-def _with_max_batch(client: InferenceClient, max_batch_size: int):  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
+def _with_max_batch(client: InferenceClient, max_batch_size: int) -> ModelSchema:
     return replace(client.model_schema(MODEL), max_batch_size=max_batch_size)
