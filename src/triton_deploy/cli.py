@@ -157,6 +157,7 @@ def serve(
         f"           tdeploy verify --url {server.grpc_url}\n"
         "  stop:    Ctrl-C"
     )
+
     def _watch() -> None:  # the server may also exit by itself
         server.wait()
         stop.set()
