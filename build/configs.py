@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
 from triton_deploy.build.spec import (
     DynamicBatching,
     EnsembleSpec,
@@ -19,7 +21,6 @@ from triton_deploy.build.spec import (
     TensorSpec,
     VersionPolicy,
 )
-from tritonclient.grpc import model_config_pb2 as mc
 
 __all__ = [
     "ensemble_config",

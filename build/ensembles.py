@@ -8,10 +8,10 @@ dtype or shape disagreements, cycles, and an ensemble max_batch_size above a mem
 
 from __future__ import annotations
 
-from triton_deploy.build.configs import tensor_specs
-from triton_deploy.build.spec import EnsembleSpec, TensorSpec
 from tritonclient.grpc import model_config_pb2 as mc
 
+from triton_deploy.build.configs import tensor_specs
+from triton_deploy.build.spec import EnsembleSpec, TensorSpec
 from triton_deploy.errors import EnsembleWiringError
 
 __all__ = ["validate_ensemble"]

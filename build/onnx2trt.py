@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triton_deploy.build.spec import TensorRTOptions, TensorSpec
-
 from triton_deploy.errors import BuildError
 
 __all__ = [

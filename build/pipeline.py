@@ -25,12 +25,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from tritonclient.grpc import model_config_pb2 as mc
+
 from triton_deploy.build import configs
 from triton_deploy.build.ensembles import validate_ensemble
 from triton_deploy.build.recipes import GoldenCase, resolve_recipe
 from triton_deploy.build.spec import BuildSpec, EnsembleSpec, ModelSpec, TensorSpec
-from tritonclient.grpc import model_config_pb2 as mc
-
 from triton_deploy.errors import BuildError, TritonDeployError
 from triton_deploy.runtime.repository import read_config
 
@@ -183,6 +183,7 @@ class _Build:
     # -- one step per backend -----------------------------------------------------------------
     def onnxruntime(self, model: ModelSpec) -> StepResult:
         import torch
+
         from triton_deploy.build.torch2onnx import export_onnx, onnx_tensors, run_onnx
 
         assert model.recipe is not None
@@ -272,6 +273,7 @@ class _Build:
 
     def fil(self, model: ModelSpec) -> StepResult:
         import xgboost
+
         from triton_deploy.build.spec import FilOptions
         from triton_deploy.build.xgboost2fil import (
             fil_parameters,

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from triton_deploy.build.spec import TensorSpec
 
+from triton_deploy.build.spec import TensorSpec
 from triton_deploy.errors import BuildError
 
 __all__ = ["export_onnx", "onnx_tensors", "run_onnx"]

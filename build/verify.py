@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 from rich.table import Table
+
 from triton_deploy.build.pipeline import artifacts_directory, parity
 from triton_deploy.build.recipes import GoldenCase
 from triton_deploy.build.spec import BuildSpec, Tolerance
-
 from triton_deploy.errors import VerificationError
 
 __all__ = ["VerificationReport", "verify_server"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import xgboost
+
 from triton_deploy.build.spec import FilOptions, TensorSpec
 
 __all__ = ["FIL_FILENAMES", "fil_parameters", "fil_tensors", "reference_predict", "save_fil_model"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+
 from triton_deploy.build.pipeline import build_repository
 from triton_deploy.build.spec import load_spec
-
 from triton_deploy.runtime.server import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent

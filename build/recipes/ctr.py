@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import xgboost
+
 from triton_deploy.build.recipes import GoldenCase
 from triton_deploy.build.recipes.ctr_data import ImpressionLog, generate_log
 from triton_deploy.build.recipes.ctr_features import CATEGORICAL, NUMERIC, FeatureEncoder

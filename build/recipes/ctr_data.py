@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from triton_deploy.build.recipes.ctr_features import CATEGORICAL, NUMERIC
 
 __all__ = [

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+
 from triton_deploy.build.recipes import GoldenCase
 from triton_deploy.build.recipes.digits_features import postprocess, preprocess
 

@@ -1,8 +1,9 @@
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
 from triton_deploy.build import configs
 from triton_deploy.build.spec import FilOptions, ModelSpec, TensorSpec
 from triton_deploy.build.xgboost2fil import FIL_FILENAMES, fil_parameters, fil_tensors
-from tritonclient.grpc import model_config_pb2 as mc
 
 
 def _model(**kw) -> ModelSpec:  # type: ignore[no-untyped-def]

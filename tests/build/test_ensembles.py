@@ -1,8 +1,8 @@
 import pytest
-from triton_deploy.build.ensembles import validate_ensemble
-from triton_deploy.build.spec import EnsembleSpec
 from tritonclient.grpc import model_config_pb2 as mc
 
+from triton_deploy.build.ensembles import validate_ensemble
+from triton_deploy.build.spec import EnsembleSpec
 from triton_deploy.errors import EnsembleWiringError
 
 

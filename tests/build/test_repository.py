@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+
 from triton_deploy.build.pipeline import MANIFEST, build_repository
 from triton_deploy.build.spec import load_spec
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from triton_deploy.build.spec import BuildSpec, load_spec
 
+from triton_deploy.build.spec import BuildSpec, load_spec
 from triton_deploy.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from triton_deploy.build.onnx2trt import (
     build_plans_script,
     gpu_unavailable_reason,
@@ -12,7 +13,6 @@ from triton_deploy.build.onnx2trt import (
     trtexec_args,
 )
 from triton_deploy.build.spec import TensorRTOptions, TensorSpec
-
 from triton_deploy.errors import BuildError
 
 IMAGES = [TensorSpec(name="images", dtype="FP32", dims=[1, 8, 8])]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from triton_deploy.build.spec import load_spec
-from triton_deploy.build.verify import verify_server
 from tritonclient.utils import InferenceServerException
 
+from triton_deploy.build.spec import load_spec
+from triton_deploy.build.verify import verify_server
 from triton_deploy.runtime.server import TritonServer
 
 pytestmark = pytest.mark.server
