@@ -48,6 +48,9 @@ class ModelSchema:
     names: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     required: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
+    #: Derived data other modules work out once per schema (e.g. validation plans).
+    cache: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         self._inputs_by_name.update({spec.name: spec for spec in self.inputs})
         object.__setattr__(self, "names", frozenset(self._inputs_by_name))

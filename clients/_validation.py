@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -87,11 +88,29 @@ def prepare_inputs(
     prepared: list[tuple[TensorSpec, Array]] = []
     batch = 0
     batch_from = ""
-    for spec in schema.inputs:
-        if spec.name not in given:
-            continue
-        array = _coerce(spec, given[spec.name], model)
-        _check_shape(schema, spec, array)
+    for check in _checks(schema):
+        spec = check.spec
+        value = given.get(spec.name, _ABSENT)
+        if value is _ABSENT:
+            continue  # an optional input
+        # Fast path first: this runs on every call (the event loop's time, for asyncio).
+        if type(value) is np.ndarray and (
+            value.dtype == check.dtype
+            if check.dtype is not None
+            else value.dtype.kind == "O" and set(map(type, value.ravel().tolist())) <= _TEXT_TYPES
+        ):
+            array: Array = value
+        else:
+            array = _coerce(spec, value, model)
+        shape = array.shape
+        ok = len(shape) == check.rank
+        if ok:
+            for index, dim in check.fixed:
+                if shape[index] != dim:
+                    ok = False
+                    break
+        if not ok:
+            _check_shape(schema, spec, array)  # raises, with the full story
         if schema.batched:
             n = int(array.shape[0])
             if n < 1:
@@ -179,6 +198,33 @@ def _coerce(spec: TensorSpec, value: TensorLike, model: str) -> Array:
 
 
 _TEXT_TYPES = frozenset({str, bytes})
+_ABSENT: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """What ``prepare_inputs`` checks for one input, worked out once per schema."""
+
+    spec: TensorSpec
+    dtype: np.dtype[Any] | None  # None: BYTES (element types are checked instead)
+    rank: int
+    fixed: tuple[tuple[int, int], ...]  # (index, size) of every fixed dimension
+
+
+def _checks(schema: ModelSchema) -> tuple[_Check, ...]:
+    checks: tuple[_Check, ...] | None = schema.cache.get("checks")
+    if checks is None:
+        checks = tuple(
+            _Check(
+                spec=spec,
+                dtype=None if spec.datatype == "BYTES" else numpy_dtype(spec.datatype),
+                rank=len(spec.shape),
+                fixed=tuple((i, d) for i, d in enumerate(spec.shape) if d != -1),
+            )
+            for spec in schema.inputs
+        )
+        schema.cache["checks"] = checks
+    return checks
 
 
 def _coerce_bytes(spec: TensorSpec, value: TensorLike, model: str) -> Array:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc.aio import AioRpcError, Metadata
+from tritonclient.utils import InferenceServerException
+
 from triton_deploy.clients import (
     Cancelled,
     ClientError,
@@ -22,8 +24,6 @@ from triton_deploy.clients import (
     Unsupported,
 )
 from triton_deploy.clients._errors import STATUS_ERRORS, from_exception, from_status
-from tritonclient.utils import InferenceServerException
-
 from triton_deploy.errors import TritonDeployError
 
 # Written out independently of the implementation's table, on purpose.

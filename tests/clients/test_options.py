@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from triton_deploy.clients import InferenceClient, ModelSchema, TensorSpec, UsageError
 from triton_deploy.clients._base import BaseClient, chunk_slices
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from triton_deploy.clients import UsageError
 from triton_deploy.clients._pool import ChannelBook, SyncChannels
 

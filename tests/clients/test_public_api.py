@@ -16,7 +16,6 @@ from triton_deploy.clients import (
     DigitsClient,
     InferenceClient,
 )
-
 from triton_deploy.errors import TritonDeployError
 
 HEAVY = (

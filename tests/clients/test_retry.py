@@ -6,6 +6,7 @@ import random
 import time
 
 import pytest
+
 from triton_deploy.clients import (
     DeadlineExceeded,
     InvalidInput,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clienttools import TcpProxy, digit_images
+
 from triton_deploy.clients import (
     AsyncInferenceClient,
     ClientError,
@@ -22,7 +23,6 @@ from triton_deploy.clients import (
     RetryPolicy,
     Unavailable,
 )
-
 from triton_deploy.runtime.server import TritonServer, free_port
 
 pytestmark = pytest.mark.server

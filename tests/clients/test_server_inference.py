@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from clienttools import TcpProxy, digit_images, impressions
+from tritonclient.utils import InferenceServerException
+
 from triton_deploy.clients import (
     AsyncCtrClient,
     AsyncDigitsClient,
@@ -27,8 +29,6 @@ from triton_deploy.clients import (
     Unavailable,
     arrays_from_records,
 )
-from tritonclient.utils import InferenceServerException
-
 from triton_deploy.runtime.server import free_port
 
 pytestmark = pytest.mark.server

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from triton_deploy.clients import InferenceClient, InvalidInput, ModelSchema
 
+from triton_deploy.clients import InferenceClient, InvalidInput, ModelSchema
 from triton_deploy.runtime.server import TritonServer
 
 pytestmark = pytest.mark.server

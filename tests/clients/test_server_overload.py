@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from triton_deploy.clients import (
     AsyncInferenceClient,
     ClientError,
@@ -17,7 +18,6 @@ from triton_deploy.clients import (
     RetryPolicy,
     ServerOverloaded,
 )
-
 from triton_deploy.runtime.server import TritonServer
 
 pytestmark = pytest.mark.server

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from triton_deploy.clients import InvalidInput, ModelSchema, TensorSpec, arrays_from_records
 from triton_deploy.clients._validation import prepare_inputs, raw_inputs
 
