@@ -143,6 +143,27 @@ def parity(served: np.ndarray, reference: np.ndarray, atol: float, rtol: float) 
     }
 
 
+def _checked(
+    model: ModelSpec,
+    step: str,
+    converted: np.ndarray,
+    reference: np.ndarray,
+    metrics: dict[str, float],
+    failure: str,
+) -> StepResult:
+    """A conversion step's result: OK when the converted model matches its source in tolerance."""
+    check = parity(converted, reference, model.tolerance.atol, model.tolerance.rtol)
+    passed = check["passed"]
+    return StepResult(
+        model.name,
+        step,
+        "OK" if passed else "FAIL",
+        "" if passed else failure,
+        parity=check,
+        metrics=metrics,
+    )
+
+
 class _Build:
     def __init__(self, spec: BuildSpec, out: Path, only: set[str] | None, console: Console) -> None:
         self.spec = spec
@@ -212,14 +233,13 @@ class _Build:
         with torch.no_grad():
             reference = trained.model(torch.from_numpy(x)).numpy()
         served = run_onnx(path, {trained.input_name: x})[trained.output_name]
-        check = parity(served, reference, model.tolerance.atol, model.tolerance.rtol)
-        return StepResult(
-            model.name,
+        return _checked(
+            model,
             "torch2onnx",
-            "OK" if check["passed"] else "FAIL",
-            "" if check["passed"] else "ONNX output differs from torch beyond tolerance",
-            parity=check,
-            metrics=trained.metrics,
+            served,
+            reference,
+            trained.metrics,
+            "ONNX output differs from torch beyond tolerance",
         )
 
     def tensorrt(self, model: ModelSpec) -> StepResult:
@@ -291,19 +311,13 @@ class _Build:
         reloaded = xgboost.Booster()
         reloaded.load_model(str(path))
         x = trained.parity_inputs
-        check = parity(
+        return _checked(
+            model,
+            "xgboost2fil",
             reference_predict(reloaded, x),
             trained.predict(x).reshape(-1),
-            model.tolerance.atol,
-            model.tolerance.rtol,
-        )
-        return StepResult(
-            model.name,
-            "xgboost2fil",
-            "OK" if check["passed"] else "FAIL",
-            "" if check["passed"] else "saved model differs from the trained one",
-            parity=check,
-            metrics=trained.metrics,
+            trained.metrics,
+            "saved model differs from the trained one",
         )
 
     def python(self, model: ModelSpec) -> StepResult:
