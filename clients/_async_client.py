@@ -78,7 +78,12 @@ class AsyncInferenceClient(BaseClient):
         failures = 0
         while True:
             attempt_timeout = call.deadline.attempt_timeout(call.model)
-            channel = await self._channels.acquire()
+            # The book's checkout/checkin are synchronous; only closing a channel is awaited,
+            # which keeps the per-call cost of the common path at two plain method calls.
+            book = self._channels.book
+            channel, drained = book.checkout()
+            if drained is not None:
+                await self._channels.close_channel(drained)
             try:
                 return await send(channel.client, attempt_timeout)
             except (InferenceServerException, grpc.RpcError) as exc:
@@ -90,7 +95,8 @@ class AsyncInferenceClient(BaseClient):
                 if delay is None:
                     raise error from exc
             finally:
-                await self._channels.release(channel)
+                if book.checkin(channel):
+                    await self._channels.close_channel(channel)
             await asyncio.sleep(delay)
 
     # -- metadata ------------------------------------------------------------------------------

@@ -201,6 +201,10 @@ class AsyncChannels(Generic[C]):
         for channel in self.book.close_all():
             await self._close_quietly(channel)
 
+    async def close_channel(self, channel: Channel[C]) -> None:
+        """Close one channel the book handed back as idle (errors ignored)."""
+        await self._close_quietly(channel)
+
     async def _close_quietly(self, channel: Channel[C]) -> None:
         with contextlib.suppress(Exception):
             await self._close(channel.client)
