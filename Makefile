@@ -44,5 +44,17 @@ format: install
 bench: build
 	$(PY) -m triton_deploy.runtime.bench
 
+# Local load test (CI): a tritonserver on the built repository, 16 users for 30 s, checked
+# against loadtests/slo/local.yaml. Reports in reports/loadtest/. Exit code 3: an SLO violated.
+loadtest: build
+	$(TDEPLOY) loadtest --no-build --env local --shape constant -u 16 -r 8 -t 30s
+
+# Staging, on demand: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step|spike|constant]
+# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_GRPC_TOKEN, not on the command line.
+loadtest-staging: install
+	@test -n "$(HOST)" || { echo "usage: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step] [USERS=64] [RUN_TIME=5m]" >&2; exit 2; }
+	$(TDEPLOY) loadtest --host $(HOST) --env staging --shape $(or $(SHAPE),step) \
+		-u $(or $(USERS),64) -r 8 -t $(or $(RUN_TIME),5m) $(if $(TLS),--tls)
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -175,5 +175,7 @@ def loadtest(
 
 
 def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[bold red]error:[/] {' '.join(message.split())}", highlight=False)
+    console.print(
+        f"[bold red]error:[/] {' '.join(message.split())}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code=1)
