@@ -228,21 +228,23 @@ def plot(points: list[Point], path: Path) -> Path:
 
     fig, axes = plt.subplots(2, len(MODELS), figsize=(4 * len(MODELS), 7), constrained_layout=True)
     for column, model in enumerate(MODELS):
-        for batching, style in (("on", "-o"), ("off", "--s")):
+        for batching, style, color in (("on", "-o", "C0"), ("off", "--s", "C1")):
             series = [p for p in points if p.model == model and p.batching == batching]
             conc = [p.concurrency for p in series]
+            label = f"batching {batching}"
             axes[0, column].plot(
-                conc, [p.throughput for p in series], style, label=f"batching {batching}"
+                conc, [p.throughput for p in series], style, color=color, label=label
             )
             axes[1, column].plot(
-                conc, [p.p99_ms for p in series], style, label=f"p99, batching {batching}"
+                conc, [p.p99_ms for p in series], style, color=color, label=f"p99, {label}"
             )
             axes[1, column].plot(
                 conc,
                 [p.p50_ms for p in series],
                 style,
-                alpha=0.4,
-                label=f"p50, batching {batching}",
+                color=color,
+                alpha=0.35,
+                label=f"p50, {label}",
             )
         axes[0, column].set_title(model)
         axes[0, column].set_ylabel("requests/s")
