@@ -31,6 +31,7 @@ verify: install
 
 test: install
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory loadtest
 
 lint: install
 	$(VENV)/bin/ruff format --check src build clients loadtests tests
