@@ -29,6 +29,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
 from ._async_client import AsyncInferenceClient
+from ._base import DEFAULT_TIMEOUT_S
 from ._client import InferenceClient
 from ._schema import ModelSchema
 from ._types import Array
@@ -193,7 +194,10 @@ def _sync_rounds(
                 return ours.infer(model, arrays)
 
             def raw_call() -> object:
-                result = raw.infer(model, _raw_inputs(schema, arrays))
+                # The same call: with a deadline, as every call of ours has one.
+                result = raw.infer(
+                    model, _raw_inputs(schema, arrays), client_timeout=DEFAULT_TIMEOUT_S
+                )
                 return {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
 
             sides = {
@@ -222,7 +226,9 @@ async def _async_rounds(
                 return await ours.infer(model, arrays)
 
             async def raw_call() -> object:
-                result = await raw.infer(model, _raw_inputs(schema, arrays))
+                result = await raw.infer(
+                    model, _raw_inputs(schema, arrays), client_timeout=DEFAULT_TIMEOUT_S
+                )
                 return {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
 
             raws: list[BenchResult] = []
