@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from rich.table import Table
+from tritonclient.utils import np_to_triton_dtype
 
 from triton_deploy.build.pipeline import artifacts_directory, parity
 from triton_deploy.build.recipes import GoldenCase
@@ -23,17 +24,6 @@ from triton_deploy.build.spec import BuildSpec, Tolerance
 from triton_deploy.errors import VerificationError
 
 __all__ = ["VerificationReport", "verify_server"]
-
-_NP_TO_TRITON = {
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(object): "BYTES",
-}
 
 
 @dataclass
@@ -91,7 +81,7 @@ def _infer(
         request = []
         for name, value in inputs.items():
             chunk = value[start : start + batch]
-            tensor = grpcclient.InferInput(name, list(chunk.shape), _NP_TO_TRITON[chunk.dtype])
+            tensor = grpcclient.InferInput(name, list(chunk.shape), np_to_triton_dtype(chunk.dtype))
             tensor.set_data_from_numpy(chunk)
             request.append(tensor)
         result = client.infer(

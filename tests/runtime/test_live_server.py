@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from triton_deploy.build.spec import load_spec
 from triton_deploy.build.verify import verify_server
@@ -17,22 +17,10 @@ from triton_deploy.runtime.server import TritonServer
 
 pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parents[2]
-NUMERIC = ("hour_of_day", "ad_position", "user_age", "bid_floor")
-CATEGORICAL = ("device_type", "site_category", "ad_category", "country")
 
 
-def _tensor(name: str, value: np.ndarray, dtype: str | None = None) -> grpcclient.InferInput:
-    dtype = (
-        dtype
-        or {
-            np.dtype(np.uint8): "UINT8",
-            np.dtype(np.float32): "FP32",
-            np.dtype(object): "BYTES",
-            np.dtype(np.int64): "INT64",
-            np.dtype(np.float64): "FP64",
-        }[value.dtype]
-    )
-    tensor = grpcclient.InferInput(name, list(value.shape), dtype)
+def _tensor(name: str, value: np.ndarray) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
     tensor.set_data_from_numpy(value)
     return tensor
 

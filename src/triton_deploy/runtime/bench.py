@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from tritonclient.utils import np_to_triton_dtype
 
 from triton_deploy.build.pipeline import artifacts_directory
 from triton_deploy.build.recipes import GoldenCase
@@ -41,7 +42,6 @@ BATCH_PROBE = {
     "digits": "digits_cnn",
     "ctr": "ctr_xgb",
 }
-_TRITON_DTYPE = {"float32": "FP32", "uint8": "UINT8", "object": "BYTES", "int64": "INT64"}
 
 
 @dataclass
@@ -105,7 +105,7 @@ async def _load(
         inputs = []
         for name, column in rows.items():
             value = column[i : i + 1]
-            tensor = aioclient.InferInput(name, list(value.shape), _TRITON_DTYPE[str(value.dtype)])
+            tensor = aioclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
             tensor.set_data_from_numpy(value)
             inputs.append(tensor)
         requests.append(inputs)

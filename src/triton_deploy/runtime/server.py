@@ -104,8 +104,9 @@ class TritonServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def command(self, backend_directory: Path, repository: Path) -> list[str]:
-        installation = TritonInstallation.locate()
+    def command(
+        self, installation: TritonInstallation, backend_directory: Path, repository: Path
+    ) -> list[str]:
         args = [
             str(installation.binary),
             f"--model-repository={repository}",
@@ -140,7 +141,7 @@ class TritonServer:
             else self.repository
         )
         self._process = subprocess.Popen(
-            self.command(backends, repository),
+            self.command(installation, backends, repository),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
