@@ -29,7 +29,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.build import configs
 from triton_deploy.build.ensembles import validate_ensemble
-from triton_deploy.build.recipes import GoldenCase, resolve_recipe
+from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.recipes import resolve_recipe
 from triton_deploy.build.spec import BuildSpec, EnsembleSpec, ModelSpec, TensorSpec
 from triton_deploy.errors import BuildError, TritonDeployError
 from triton_deploy.runtime.repository import read_config
@@ -79,12 +80,6 @@ class BuildReport:
             detail = r.detail or ", ".join(f"{k}={v:.4f}" for k, v in r.metrics.items())
             table.add_row(r.model, r.step, f"[{style[r.status]}]{r.status}[/]", parity, detail)
         return table
-
-
-def artifacts_directory(repository: Path) -> Path:
-    """Where the build keeps what Triton must not see (golden verification cases)."""
-    repository = repository.resolve()
-    return repository.parent / ".tdeploy" / repository.name
 
 
 def _sha256(path: Path) -> str:

@@ -18,8 +18,8 @@ import numpy as np
 from rich.table import Table
 from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.pipeline import artifacts_directory, parity
-from triton_deploy.build.recipes import GoldenCase
+from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.pipeline import parity
 from triton_deploy.build.spec import BuildSpec, Tolerance
 from triton_deploy.errors import VerificationError
 

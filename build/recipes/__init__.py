@@ -11,36 +11,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from triton_deploy.build.golden import GoldenCase
 
 __all__ = ["GoldenCase", "resolve_recipe"]
-
-
-@dataclass
-class GoldenCase:
-    """Inputs for one served model and the outputs its source framework gives for them."""
-
-    inputs: dict[str, np.ndarray]
-    expected: dict[str, np.ndarray]
-    # Outputs compared exactly (integers); others within the model's tolerance.
-    exact: list[str] = field(default_factory=list)
-
-    def save(self, path: Any) -> None:
-        arrays = {f"in.{k}": v for k, v in self.inputs.items()}
-        arrays |= {f"out.{k}": v for k, v in self.expected.items()}
-        arrays["exact"] = np.array(self.exact, dtype=object)
-        np.savez(path, **arrays)
-
-    @classmethod
-    def load(cls, path: Any) -> GoldenCase:
-        with np.load(path, allow_pickle=True) as data:
-            inputs = {k[3:]: data[k] for k in data.files if k.startswith("in.")}
-            expected = {k[4:]: data[k] for k in data.files if k.startswith("out.")}
-            exact = [str(x) for x in data["exact"]]
-        return cls(inputs, expected, exact)
 
 
 def resolve_recipe(reference: str) -> Callable[..., Any]:

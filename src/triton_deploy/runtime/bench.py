@@ -29,8 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.pipeline import artifacts_directory
-from triton_deploy.build.recipes import GoldenCase
+from triton_deploy.build.golden import GoldenCase, artifacts_directory
 from triton_deploy.runtime.repository import read_config
 from triton_deploy.runtime.server import TritonServer
 
