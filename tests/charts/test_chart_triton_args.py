@@ -85,6 +85,7 @@ def _helm_test_script(values: dict[str, Any]) -> str:
 
 
 def _run_helm_test(script: str, *addresses: str) -> subprocess.CompletedProcess[str]:
+    assert shutil.which("curl"), "curl missing: run `bash .ci/system-deps`"
     return subprocess.run(
         ["sh", "-c", script, "grpc-health", *addresses], capture_output=True, text=True, timeout=120
     )
@@ -167,10 +168,10 @@ def test_rendered_flags_start_a_real_tritonserver(
         if "--allow-metrics=true" in args:
             with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
                 assert b"nv_inference_request_success" in reply.read()
-        if shutil.which("curl"):
-            result = _run_helm_test(HELM_TEST_SCRIPT, server.grpc_url)
-            assert result.returncode == 0, result.stdout + result.stderr
-            assert f"SERVING: {server.grpc_url}" in result.stdout
+        # `helm test`'s own script (sh + curl over HTTP/2) against the real server.
+        result = _run_helm_test(HELM_TEST_SCRIPT, server.grpc_url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"SERVING: {server.grpc_url}" in result.stdout
         if "--log-format=ISO8601" in args:
             assert any(line[:4].isdigit() and "T" in line[:11] for line in server.log), log[:2000]
 
@@ -178,7 +179,6 @@ def test_rendered_flags_start_a_real_tritonserver(
 HELM_TEST_SCRIPT = _helm_test_script(scenario_values("blue-green-both-up"))
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing (apt-get install curl)")
 def test_helm_test_script_fails_when_nothing_serves() -> None:
     values = merge(scenario_values("pvc"), {"tests": {"attempts": 2, "retryDelaySeconds": 0}})
     script = _helm_test_script(values)
