@@ -18,6 +18,7 @@ import yaml
 
 from triton_deploy.build.artifacts import Tensor, config_tensors, read_artifact
 from triton_deploy.build.formats import Format, detect_format
+from triton_deploy.build.samples import load_samples
 from triton_deploy.build.spec import ModelSpec
 from triton_deploy.errors import ArtifactError, SpecError
 
@@ -124,7 +125,15 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
                 " batch axis to batch."
             )
         lines.append(f"    max_batch_size: {max_batch}")
-    if samples is not None:
+    problem = ""
+    if samples is not None and fmt is not Format.TORCHSCRIPT:
+        try:
+            load_samples(samples, artifact.inputs, batching=max_batch > 0)
+        except ArtifactError as exc:
+            problem = str(exc).removeprefix(f"{samples}: ")
+    if samples is not None and problem:
+        lines.append(f"    # samples: {_relative(samples, base)}   # does not fit: {problem}")
+    elif samples is not None:
         lines.append(
             f"    samples: {_relative(samples, base)}   # real inputs: parity and golden cases"
         )

@@ -112,13 +112,13 @@ def build(
             if report.swapped
             else f"{report.repository} is left as it was"
         )
-        raise fail(
-            TritonDeployError(
-                f"{len(report.failed)} model(s) failed: "
-                + ", ".join(r.model for r in report.failed)
-                + f"; {kept}"
+        for failed in report.failed:
+            console.print(
+                f"[bold red]error:[/] model '{failed.model}': {failed.detail}; {kept}",
+                highlight=False,
+                soft_wrap=True,
             )
-        )
+        raise typer.Exit(code=1)
     console.print(f"[bold green]built[/] {report.repository}")
 
 
