@@ -26,6 +26,19 @@ from triton_deploy.runtime.repository import read_config
 
 QUIET = Console(stderr=True, quiet=True)
 
+# FIL's other output contracts, on the same files: (base model, fil options, expected from the
+# base model's probabilities).
+VARIANTS = {
+    "tier_class": ("tier", {"predict_proba": False}, lambda p: p.argmax(1).reshape(-1, 1)),
+    "churn_label": (
+        "churn",
+        {"predict_proba": False, "threshold": 0.3},
+        lambda p: (p > 0.3).astype(np.float32),
+    ),
+    "churn_pair": ("churn", {"proba_width": 2}, lambda p: np.hstack([1 - p, p])),
+    "species_class": ("species", {"predict_proba": False}, lambda p: p.argmax(1).reshape(-1, 1)),
+}
+
 
 @pytest.fixture(scope="module")
 def built(
@@ -34,9 +47,10 @@ def built(
     spec_dir = tmp_path_factory.mktemp("spec_elsewhere")
     elsewhere = tmp_path_factory.mktemp("some_cwd")
     spec_path = spec_dir / "models.yaml"
-    spec_path.write_text(
-        yaml.safe_dump({"models": [spec_entry(m, spec_dir) for m in user_models.values()]})
-    )
+    entries = [spec_entry(m, spec_dir) for m in user_models.values()]
+    for name, (base, options, _) in VARIANTS.items():
+        entries.append(spec_entry(user_models[base], spec_dir) | {"name": name, "fil": options})
+    spec_path.write_text(yaml.safe_dump({"models": entries}))
     out = tmp_path_factory.mktemp("user_repo") / "model_repository"
     here = Path.cwd()
     os.chdir(elsewhere)
@@ -103,7 +117,7 @@ def test_golden_cases_are_the_samples_and_the_source_outputs(
 ) -> None:
     out, _ = built
     cases = load_golden_cases(out)
-    assert set(cases) == set(user_models)
+    assert set(cases) == set(user_models) | set(VARIANTS)
     for name, model in user_models.items():
         case = cases[name]
         expected = model.reference(model.inputs)
@@ -162,5 +176,11 @@ def test_served_outputs_match_each_files_own_framework(
                 )
                 worst = max(worst, float(np.max(np.abs(served - value))))
             measured[f"{name} ({model.path.suffix})"] = worst
+        for name, (base, _, expect) in VARIANTS.items():
+            model = user_models[base]
+            want = expect(model.reference(model.inputs)["output__0"]).astype(np.float32)
+            got = _infer(client, name, model.inputs, ["output__0"], 64)["output__0"]
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+            measured[f"{name} (fil {VARIANTS[name][1]})"] = float(np.max(np.abs(got - want)))
         client.close()
     print("\nserved vs source framework, max abs diff:", json.dumps(measured, indent=1))
