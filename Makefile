@@ -34,13 +34,13 @@ test: install
 	$(MAKE) --no-print-directory loadtest
 
 lint: install
-	$(VENV)/bin/ruff format --check src build clients loadtests tests
-	$(VENV)/bin/ruff check src build clients loadtests tests
-	$(VENV)/bin/mypy src/triton_deploy build clients loadtests
+	$(VENV)/bin/ruff format --check src build clients loadtests tests .ci
+	$(VENV)/bin/ruff check src build clients loadtests tests .ci
+	$(PY) .ci/typecheck.py
 
 format: install
-	$(VENV)/bin/ruff format src build clients loadtests tests
-	$(VENV)/bin/ruff check --fix src build clients loadtests tests
+	$(VENV)/bin/ruff format src build clients loadtests tests .ci
+	$(VENV)/bin/ruff check --fix src build clients loadtests tests .ci
 
 bench: build
 	$(PY) -m triton_deploy.runtime.bench
@@ -58,4 +58,4 @@ loadtest-staging: install
 		-u $(or $(USERS),64) -r 8 -t $(or $(RUN_TIME),5m) $(if $(TLS),--tls)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .typecheck .setuptools-build

@@ -397,7 +397,8 @@ class _Build:
 def _manifest(spec: BuildSpec, out: Path, results: list[StepResult], code: str) -> dict[str, Any]:
     models: dict[str, Any] = {}
     by_name = {r.model: r for r in results}
-    for entry in [*spec.models, *spec.ensembles]:
+    entries: list[ModelSpec | EnsembleSpec] = [*spec.models, *spec.ensembles]
+    for entry in entries:
         directory = out / entry.name
         files = {
             str(p.relative_to(out)): _sha256(p)
