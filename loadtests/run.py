@@ -161,7 +161,9 @@ def run_loadtest(
         ]
         env = dict(os.environ)
         if token:  # through the environment, not the command line (visible in ps)
-            env["TDEPLOY_GRPC_TOKEN"] = token
+            env["TDEPLOY_TOKEN"] = token
+        # Golden-case workloads read the repository's golden cases.
+        env["TDEPLOY_REPOSITORY"] = str(Path(repository).resolve())
         console.print(f"[bold]locust[/] → {target}: {shape} load, {users} users, {run_time}")
         exit_code = _run_locust(command, env, parse_duration(run_time) + _GRACE_S, console)
     seconds = time.monotonic() - started
