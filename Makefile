@@ -51,7 +51,7 @@ loadtest: build
 	$(TDEPLOY) loadtest --no-build --env local --shape constant -u 16 -r 8 -t 30s
 
 # Staging, on demand: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step|spike|constant]
-# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_GRPC_TOKEN, not on the command line.
+# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_TOKEN, not on the command line.
 loadtest-staging: install
 	@test -n "$(HOST)" || { echo "usage: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step] [USERS=64] [RUN_TIME=5m]" >&2; exit 2; }
 	$(TDEPLOY) loadtest --host $(HOST) --env staging --shape $(or $(SHAPE),step) \

@@ -4,23 +4,23 @@ The build runs held-out inputs through the source framework in-process (torch, x
 shared feature and pre/post-processing code) and stores inputs and outputs as golden cases
 (``.tdeploy/<repository>/<model>.npz``). Verify sends those inputs to the server over gRPC
 and compares every output: integers exactly, floats within the model's tolerance from the
-spec. Only numpy and tritonclient run here, so a staging endpoint can be verified from a
-machine without torch.
+spec. Only numpy and the project's client run here, so a staging endpoint can be verified from
+a machine without torch, with the same TLS and metadata options as any client call (e.g. the
+chart's restricted staging endpoint: ``headers={"triton-grpc-protocol-<key>": "<value>"}``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from rich.table import Table
-from tritonclient.utils import np_to_triton_dtype
 
 from triton_deploy.build.golden import GoldenCase, artifacts_directory
 from triton_deploy.build.pipeline import parity
 from triton_deploy.build.spec import BuildSpec, Tolerance
+from triton_deploy.clients import ClientError, InferenceClient, UsageError
+from triton_deploy.clients._types import Headers, StrPath
 from triton_deploy.errors import VerificationError
 
 __all__ = ["VerificationReport", "verify_server"]
@@ -70,31 +70,6 @@ class VerificationReport:
         return table
 
 
-def _infer(
-    client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str], batch: int
-) -> dict[str, np.ndarray]:
-    import tritonclient.grpc as grpcclient
-
-    rows = next(iter(inputs.values())).shape[0]
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
-    for start in range(0, rows, batch):
-        request = []
-        for name, value in inputs.items():
-            chunk = value[start : start + batch]
-            tensor = grpcclient.InferInput(name, list(chunk.shape), np_to_triton_dtype(chunk.dtype))
-            tensor.set_data_from_numpy(chunk)
-            request.append(tensor)
-        result = client.infer(
-            model,
-            request,
-            outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
-            client_timeout=60,
-        )
-        for name in outputs:
-            collected[name].append(result.as_numpy(name))
-    return {name: np.concatenate(parts) for name, parts in collected.items()}
-
-
 def _tolerances(spec: BuildSpec) -> dict[str, Tolerance]:
     return {m.name: m.tolerance for m in spec.models} | {
         e.name: e.tolerance for e in spec.ensembles
@@ -102,27 +77,54 @@ def _tolerances(spec: BuildSpec) -> dict[str, Tolerance]:
 
 
 def verify_server(
-    url: str, repository: Path, spec: BuildSpec, *, models: list[str] | None = None
+    url: str,
+    repository: Path,
+    spec: BuildSpec,
+    *,
+    models: list[str] | None = None,
+    timeout: float = 60.0,
+    headers: Headers | None = None,
+    ssl: bool = False,
+    root_certificates: StrPath | None = None,
+    private_key: StrPath | None = None,
+    certificate_chain: StrPath | None = None,
 ) -> VerificationReport:
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
+    """Send every golden case to the server at ``url`` and compare (see the module docstring).
 
+    ``timeout`` is the deadline of each request; ``headers`` and the TLS options are those of
+    ``InferenceClient``. A server that cannot be reached is a ``VerificationError``; a bad
+    option a ``UsageError``; a model whose request fails is a failed row of the report.
+    """
     cases_dir = artifacts_directory(repository)
     tolerances = _tolerances(spec)
     names = models or list(tolerances)
     unknown = sorted(set(names) - set(tolerances))
     if unknown:
         raise VerificationError(f"unknown model(s) {unknown}; the spec has {sorted(tolerances)}")
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        if not client.is_server_live():
-            raise VerificationError(f"server at {url} is not live")
-    except InferenceServerException as exc:
-        raise VerificationError(f"cannot reach a Triton server at {url}: {exc.message()}") from None
+    client = InferenceClient(
+        url,
+        timeout=timeout,
+        headers=headers,
+        ssl=ssl,
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+    )
+    with client:
+        try:
+            if not client.is_server_live():
+                raise VerificationError(f"server at {url} is not live")
+        except UsageError:
+            raise
+        except ClientError as exc:
+            raise VerificationError(f"cannot reach a Triton server at {url}: {exc}") from None
+        return _verify(client, names, cases_dir, tolerances)
+
+
+def _verify(
+    client: InferenceClient, names: list[str], cases_dir: Path, tolerances: dict[str, Tolerance]
+) -> VerificationReport:
     report = VerificationReport()
-    batch_sizes = {m.name: m.max_batch_size for m in spec.models} | {
-        e.name: e.max_batch_size for e in spec.ensembles
-    }
     for name in names:
         tol = tolerances[name]
         tol_text = f"atol {tol.atol:g} rtol {tol.rtol:g}"
@@ -136,12 +138,13 @@ def verify_server(
             continue
         case = GoldenCase.load(path)
         try:
-            served = _infer(
-                client, name, case.inputs, list(case.expected), max(batch_sizes[name], 1)
-            )
-        except InferenceServerException as exc:
+            served = client.infer_many(name, case.inputs, outputs=list(case.expected))
+        except UsageError:
+            raise
+        except ClientError as exc:
+            message = " ".join(str(exc).split())
             report.rows.append(
-                Row(name, "*", float("inf"), tol_text, False, f"request failed: {exc.message()}")
+                Row(name, "*", float("inf"), tol_text, False, f"request failed: {message}")
             )
             continue
         for output, expected in case.expected.items():
@@ -172,5 +175,4 @@ def verify_server(
                         check.get("problem", f"{check['samples']} samples"),
                     )
                 )
-    client.close()
     return report
