@@ -488,6 +488,8 @@ class BaseClient:
         if not isinstance(error, InvalidInput) or error.status is None:
             return error  # client-side checks already count rows in the whole batch
         start, stop = part.start or 0, min(part.stop, total)
+        if start == 0 and stop == total:
+            return error  # the request carried the whole batch
         text = str(error)
         if start:
             text = _ROW.sub(lambda m: f"{m.group(1)} {int(m.group(2)) + start}", text)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 
@@ -22,6 +23,7 @@ from triton_deploy.clients import (
     TensorSpec,
     UsageError,
 )
+from triton_deploy.clients._base import BaseClient, chunk_slices
 from triton_deploy.runtime.server import free_port
 
 SCHEMA = ModelSchema(
@@ -222,3 +224,57 @@ def test_model_must_be_a_name(nowhere: InferenceClient) -> None:
 def test_queue_timeout_is_sent_in_microseconds(nowhere: InferenceClient) -> None:
     assert nowhere._options("m", queue_timeout=0.25).queue_timeout_us == 250_000
     assert nowhere._options("m", queue_timeout=1e-9).queue_timeout_us == 1
+
+
+def test_server_row_numbers_become_rows_of_the_whole_batch() -> None:
+    from triton_deploy.clients import InvalidInput
+    from triton_deploy.clients._errors import from_status
+
+    error = from_status(
+        grpc.StatusCode.INVALID_ARGUMENT, "input 'country' row 20: empty category", model="ctr"
+    )
+    assert isinstance(error, InvalidInput)
+    moved = BaseClient._in_chunk(error, slice(280, 350), 700)
+    assert isinstance(moved, InvalidInput) and moved.rows == (280, 350)
+    assert "row 300: empty category" in str(moved) and "row 20" not in str(moved)
+    assert "(INVALID_ARGUMENT; request with rows 280..349 of 700)" in str(moved)
+    assert moved.server_message == "input 'country' row 20: empty category"
+    assert str(moved).count(InvalidInput.hint) == 1
+    assert BaseClient._in_chunk(error, slice(0, 70), 70) is error  # one request: as it is
+
+
+def test_closed_client_refuses_calls() -> None:
+    client = InferenceClient("localhost:1")
+    client.close()
+    with pytest.raises(UsageError, match="closed"):
+        client.is_server_live()
+
+
+def test_inputs_given_twice() -> None:
+    with pytest.raises(UsageError, match="given twice"):
+        BaseClient._merge_inputs({"IMAGES": 1}, {"IMAGES": 2})
+    with pytest.raises(UsageError, match="mapping"):
+        BaseClient._merge_inputs([1, 2], {})
+
+
+def test_chunk_slices_cover_everything_in_order() -> None:
+    assert chunk_slices(10, 4) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert chunk_slices(4, 4) == [slice(0, 4)]
+    rows = np.arange(1000)
+    for size in (1, 7, 64, 999, 1000, 5000):
+        parts = chunk_slices(len(rows), size)
+        assert all(len(rows[p]) <= size for p in parts)
+        assert np.array_equal(np.concatenate([rows[p] for p in parts]), rows)
+
+
+def test_chunk_size_is_bounded_by_max_batch_size() -> None:
+    assert len(BaseClient._chunk_slices(130, SCHEMA, None)) == 3
+    assert len(BaseClient._chunk_slices(130, SCHEMA, 10)) == 13
+    with pytest.raises(UsageError, match="max_batch_size 64"):
+        BaseClient._chunk_slices(130, SCHEMA, 65)
+
+
+def test_concat_keeps_chunk_order() -> None:
+    parts = [{"y": np.array([[i], [i + 0.5]])} for i in range(3)]
+    out = BaseClient._concat(parts)
+    assert out["y"][:, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5]
