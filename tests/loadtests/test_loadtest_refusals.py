@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,21 @@ def test_without_locust_loadtest_is_listed_and_says_what_to_install() -> None:
     assert done.stderr.strip() == (
         "error: tdeploy loadtest needs the loadtest extra: pip install 'triton-deploy[loadtest]'"
     ), done.stderr
+
+
+def test_the_bearer_token_and_headers_reach_every_users_client() -> None:
+    """--grpc-token / TDEPLOY_TOKEN and --grpc-header become the users' client metadata (run in
+    a child: importing the user module monkey-patches the process for gevent)."""
+    code = (
+        "import locust, json, types\n"
+        "from triton_deploy.loadtests.grpc_user import client_options\n"
+        "options = types.SimpleNamespace(grpc_token='s3cret', grpc_header='X-Team=ads,b=2',\n"
+        "    grpc_timeout=2.5, grpc_tls=True, grpc_ca='', grpc_cert='', grpc_key='')\n"
+        "print(json.dumps(client_options(options)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    options = json.loads(done.stdout.strip().splitlines()[-1])
+    assert options["headers"] == {"x-team": "ads", "b": "2", "authorization": "Bearer s3cret"}
+    assert options["timeout"] == 2.5 and options["ssl"] is True
+    assert options["root_certificates"] is None
