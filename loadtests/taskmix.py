@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .workload import GoldenWorkload, Workload, WorkloadOptions, check_range, resolve_workload
 
-__all__ = ["TaskMix", "WorkloadMix"]
+__all__ = ["TaskMix", "WorkloadMix", "workload_cycle"]
 
 Weight = Annotated[int, Field(ge=0, le=1000)]
 
@@ -114,6 +114,23 @@ class TaskMix(_Strict):
     def active(self) -> dict[str, WorkloadMix]:
         """The workloads with users (weight above 0)."""
         return {name: w for name, w in self.workloads.items() if w.weight}
+
+
+def workload_cycle(mix: TaskMix) -> list[str]:
+    """The active workloads' names, each as often as its weight, interleaved (smooth weighted
+    round robin): the n-th user of a process runs ``cycle[n % len(cycle)]``, so even a handful
+    of users gets the proportions right."""
+    weights = {name: w.weight for name, w in mix.active().items()}
+    total = sum(weights.values())
+    credit = dict.fromkeys(weights, 0)
+    cycle: list[str] = []
+    for _ in range(total):
+        for name, weight in weights.items():
+            credit[name] += weight
+        chosen = max(credit, key=lambda n: credit[n])
+        credit[chosen] -= total
+        cycle.append(chosen)
+    return cycle
 
 
 def _option_errors(exc: ValidationError) -> list[str]:

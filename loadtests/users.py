@@ -18,28 +18,12 @@ from locust import between, task
 from locust.env import Environment
 
 from .grpc_user import TritonGrpcUser
-from .taskmix import TaskMix, WorkloadMix
+from .taskmix import TaskMix, WorkloadMix, workload_cycle
 from .workload import Workload
 
-__all__ = ["WorkloadUser", "workload_cycle"]
+__all__ = ["WorkloadUser"]
 
 _user_numbers = itertools.count()
-
-
-def workload_cycle(mix: TaskMix) -> list[str]:
-    """The workloads' names, each as often as its weight, interleaved: the n-th user of a
-    process runs ``cycle[n % len(cycle)]``."""
-    weights = {name: w.weight for name, w in mix.active().items()}
-    cycle: list[str] = []
-    credit = dict.fromkeys(weights, 0.0)
-    total = sum(weights.values())
-    for _ in range(total):  # smooth weighted round robin
-        for name, weight in weights.items():
-            credit[name] += weight
-        chosen = max(credit, key=lambda n: credit[n])
-        credit[chosen] -= total
-        cycle.append(chosen)
-    return cycle
 
 
 class WorkloadUser(TritonGrpcUser):
