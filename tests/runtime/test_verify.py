@@ -13,7 +13,6 @@ from google.protobuf import text_format
 from tlstools import make_tls_files
 from typer.testing import CliRunner
 
-from triton_deploy.build.golden import artifacts_directory
 from triton_deploy.build.spec import load_spec
 from triton_deploy.build.verify import verify_server
 from triton_deploy.cli import app
@@ -41,7 +40,6 @@ def changed_server(
     probabilities (predict_proba false), served with mutual TLS and a restricted protocol."""
     copy = tmp_path_factory.mktemp("changed") / "model_repository"
     shutil.copytree(model_repository, copy)
-    shutil.copytree(artifacts_directory(model_repository), artifacts_directory(copy))
     config = read_config(copy / "ctr_xgb" / "config.pbtxt")
     config.parameters["predict_proba"].string_value = "false"
     (copy / "ctr_xgb" / "config.pbtxt").write_text(text_format.MessageToString(config))
