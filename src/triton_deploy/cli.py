@@ -200,10 +200,13 @@ def verify(
 
 def _register_sub_commands() -> None:
     """Commands that live beside their stage: the client's and the load tests'."""
+    from triton_deploy.cli_bench import bench, tune
     from triton_deploy.cli_client import health, infer
 
     app.command()(infer)
     app.command()(health)
+    app.command()(bench)
+    app.command()(tune)
     try:
         from triton_deploy.cli_loadtest import loadtest
     except ImportError:  # the loadtest extra (locust) is not installed
