@@ -156,7 +156,8 @@ def bench(
                 progress.advance(task)
 
             report = run_bench(options, progress=step)
-            progress.update(task, description="done")
+            total = progress.tasks[0].total or 0
+            progress.update(task, description="done", completed=total)
     except TritonDeployError as exc:
         raise _fail(exc) from None
     printer = Console(width=max(Console().width, 160))
@@ -215,7 +216,9 @@ def tune(
     ] = None,
     concurrency: Annotated[
         list[str] | None,
-        typer.Option("--concurrency", "-c", help="Load levels to measure each point at."),
+        typer.Option(
+            "--concurrency", "-c", help="Load levels to measure each point at (default 8,32)."
+        ),
     ] = None,
     seconds: Annotated[float, typer.Option(help="Measured seconds per point.")] = 2.0,
     delays: Annotated[
@@ -241,7 +244,7 @@ def tune(
         model=model,
         p99_ms=p99_ms,
         spec=spec,
-        concurrency=_int_list(concurrency) or [32],
+        concurrency=_int_list(concurrency) or [8, 32],
         seconds=seconds,
         delays=_int_list(delays),
         instances=_int_list(instances),
@@ -250,6 +253,6 @@ def tune(
         out=out,
     )
     try:
-        run_tune(options, console=Console())
+        run_tune(options, console=Console(width=max(Console().width, 160)))
     except TritonDeployError as exc:
         raise _fail(exc) from None

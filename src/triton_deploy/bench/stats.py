@@ -35,12 +35,17 @@ class StageTimes:
         return self.inferences / self.executions if self.executions else 0.0
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.model}: queue {self.queue_us:.0f} us, compute input {self.compute_input_us:.0f}"
             f" / infer {self.compute_infer_us:.0f} / output {self.compute_output_us:.0f} us per "
-            f"request; {self.executions} executions, avg batch {self.avg_batch:.1f}, "
-            f"{self.infer_us_per_execution:.0f} us compute_infer per execution"
+            "request"
         )
+        if self.executions:
+            text += (
+                f"; {self.executions} executions, avg batch {self.avg_batch:.1f}, "
+                f"{self.infer_us_per_execution:.0f} us compute_infer per execution"
+            )
+        return text
 
 
 def _int(value: Any) -> int:

@@ -65,8 +65,9 @@ class Candidate:
 class Measured:
     candidate: Candidate
     stage: str
-    throughput: float  # best req/s under the bound (0 when no level met it)
+    throughput: float  # best req/s under the bound (0 when no level met it): the score
     p99_ms: float  # at that level (or the lowest p99 seen when none met it)
+    measured: float  # req/s at that level, whether or not it met the bound
     concurrency: int
     avg_batch: float
     errors: int
@@ -83,7 +84,7 @@ class TuneOptions:
     model: str
     p99_ms: float
     spec: Path | None = None
-    concurrency: list[int] = field(default_factory=lambda: [32])
+    concurrency: list[int] = field(default_factory=lambda: [8, 32])
     seconds: float = 2.0
     delays: list[int] | None = None
     instances: list[int] | None = None
@@ -195,6 +196,7 @@ class _Tuner:
             stage=stage,
             throughput=best["throughput"] if ok else 0.0,
             p99_ms=best["p99_ms"],
+            measured=best["throughput"],
             concurrency=int(best["concurrency"]),
             avg_batch=best["avg_batch"],
             errors=int(sum(lv["errors"] for lv in levels)),
@@ -203,9 +205,11 @@ class _Tuner:
         self.points.append(measured)
         mark = "[green]ok[/]" if measured.feasible else "[red]over the bound[/]"
         self.console.print(
-            f"  {stage:10} {candidate.label():70} {measured.throughput:9,.0f} req/s  "
-            f"p99 {measured.p99_ms:7.2f} ms  batch {measured.avg_batch:5.1f}  {mark}",
+            f"  {stage:9} {candidate.label():76} c={measured.concurrency:<3} "
+            f"{measured.measured:8,.0f} req/s  p99 {measured.p99_ms:7.2f} ms  "
+            f"batch {measured.avg_batch:5.1f}  {mark}",
             highlight=False,
+            soft_wrap=True,
         )
         return measured
 
