@@ -121,11 +121,20 @@ def _model_md(model: ModelReport) -> str:
         if single:
             rows.append(["SingleStream", f"p90 {single['p90_ms']:.2f} ms at concurrency 1"])
         server = model.scenarios.get("Server")
-        if server:
+        if server and server["max_qps"] > 0:
             rows.append(
                 [
                     "Server",
                     f"{server['max_qps']:,.0f} queries/s (Poisson) with p99 ≤ {server['p99_bound_ms']:g} ms",
+                ]
+            )
+        elif server and server["tried"]:
+            first = server["tried"][0]
+            rows.append(
+                [
+                    "Server",
+                    f"no rate tried kept p99 ≤ {server['p99_bound_ms']:g} ms (p99 "
+                    f"{first['p99_ms']:.1f} ms at {first['rate']:,.0f} queries/s)",
                 ]
             )
         offline = model.scenarios.get("Offline")
