@@ -344,6 +344,7 @@ class _Runner:
             for concurrency in self.options.concurrency:
                 self.advance(f"{name}: {variant}, perf_analyzer c={concurrency}")
                 try:
+                    cpu0, wall0 = _tree_cpu(server.pid), time.perf_counter()
                     result = pa.run_perf_analyzer(
                         server.grpc_url,
                         info,
@@ -351,7 +352,13 @@ class _Runner:
                         concurrency=concurrency,
                         seconds=self.options.seconds,
                     )
-                    report.points.append(_pa_point(variant, result))
+                    point = _pa_point(variant, result)
+                    # perf_analyzer's own start-up and stabilisation windows are in the wall
+                    # time too: the server's share is a lower bound, good enough for a profile
+                    point.server_cpu = (_tree_cpu(server.pid) - cpu0) / (
+                        time.perf_counter() - wall0
+                    )
+                    report.points.append(point)
                 except BenchError as exc:
                     report.skipped[f"{variant}, perf_analyzer c={concurrency}"] = str(exc)
 
