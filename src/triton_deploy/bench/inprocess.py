@@ -21,7 +21,7 @@ from triton_deploy.bench.payloads import BenchError, ModelInfo
 
 __all__ = ["InProcessModel", "load_in_process", "measure_ceiling", "measure_latency"]
 
-_FIL_FILES = {
+FIL_FILES = {
     "xgboost": "xgboost.model",
     "xgboost_json": "xgboost.json",
     "xgboost_ubj": "xgboost.ubj",
@@ -81,12 +81,12 @@ def _onnx(info: ModelInfo) -> InProcessModel:
 def _fil(info: ModelInfo) -> InProcessModel:
     parameters = _parameters(info)
     model_type = parameters.get("model_type", "xgboost")
-    if model_type not in _FIL_FILES:
+    if model_type not in FIL_FILES:
         raise BenchError(
             f"model '{info.name}': fil model_type {model_type!r} has no in-process runner "
-            f"(supported: {', '.join(_FIL_FILES)})"
+            f"(supported: {', '.join(FIL_FILES)})"
         )
-    path = info.version_directory() / (info.config.default_model_filename or _FIL_FILES[model_type])
+    path = info.version_directory() / (info.config.default_model_filename or FIL_FILES[model_type])
     if not path.is_file():
         raise BenchError(f"model '{info.name}': model file {path} not found")
     nthread = int(parameters.get("cpu_nthread") or -1)

@@ -31,7 +31,7 @@ from types import TracebackType
 import numpy as np
 
 from triton_deploy.bench.envs import environment
-from triton_deploy.bench.inprocess import _FIL_FILES
+from triton_deploy.bench.inprocess import FIL_FILES
 from triton_deploy.bench.payloads import BenchError, ModelInfo
 from triton_deploy.runtime.server import free_port
 
@@ -160,7 +160,7 @@ def _fil_type(info: ModelInfo) -> str:
 
 def _model_file(info: ModelInfo) -> Path:
     if info.kind == "fil":
-        name = info.config.default_model_filename or _FIL_FILES.get(_fil_type(info), "")
+        name = info.config.default_model_filename or FIL_FILES.get(_fil_type(info), "")
     else:
         name = info.config.default_model_filename or "model.onnx"
     path = info.version_directory() / name
