@@ -235,8 +235,11 @@ def _search(tuner: _Tuner, options: TuneOptions, base: Candidate) -> tuple[Measu
     best = tuner.best_of(
         [replace(best.candidate, instances=n) for n in instances], "instances", best
     )
+    # Preferred sizes a spec can express (an empty list there means [max_batch_size]): the
+    # spec's own, the largest batch only, and a ladder of powers of two up to the largest.
     mbs = best.candidate.max_batch_size
-    preferred = {base.preferred_batch_size, (mbs,), ()}
+    ladder = (*(b for b in (2**k for k in range(3, 16)) if b < mbs), mbs)
+    preferred = {base.preferred_batch_size, (mbs,), ladder}
     best = tuner.best_of(
         [replace(best.candidate, preferred_batch_size=p) for p in sorted(preferred)],
         "preferred",
