@@ -21,7 +21,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -570,12 +570,6 @@ def _machine() -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _server(repository: Path) -> Iterator[TritonServer]:
-    with TritonServer(repository) as server:
-        yield server
-
-
 def run_bench(
     options: BenchOptions, *, progress: Callable[[int, str], None] | None = None
 ) -> BenchReport:
@@ -602,13 +596,13 @@ def run_bench(
             on = runner.repository
             if options.queue_policy:
                 on = with_queue_policy(runner.repository, Path(tmp) / "queued")
-            with _server(on) as server:
+            with TritonServer(on) as server:
                 runner.sweep_triton(server, TRITON)
                 if options.scenarios:
                     runner.scenarios(server)
             if options.batching_off:
                 off = batching_off(runner.repository, Path(tmp) / "off")
-                with _server(off) as server:
+                with TritonServer(off) as server:
                     runner.sweep_triton(server, TRITON_OFF)
         if options.ceiling:
             runner.in_process()

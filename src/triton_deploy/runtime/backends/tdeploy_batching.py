@@ -57,7 +57,7 @@ def _ok(pb_utils, result, output_specs):
     return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
-def _request_arrays(pb_utils, request, input_names):
+def _request_arrays(request, input_names):
     """The named inputs of one request as numpy arrays, or an error message.
 
     One pass over ``request.inputs()``: ``pb_utils.get_input_tensor_by_name`` scans every
@@ -120,7 +120,7 @@ def execute_batched(pb_utils, requests, input_names, output_specs, run):
     responses = [None] * len(requests)
     good, arrays = [], []
     for index, request in enumerate(requests):
-        tensors, problem = _request_arrays(pb_utils, request, input_names)
+        tensors, problem = _request_arrays(request, input_names)
         if problem is not None:
             responses[index] = _invalid(pb_utils, problem)
         else:
