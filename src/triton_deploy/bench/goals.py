@@ -201,13 +201,14 @@ def _model_goals(model: ModelReport, targets: Targets, goals: GoalsFile) -> list
     ceiling = model.ceiling.get(batch)
     if targets.ceiling_share is not None:
         for gen in generators:
-            served = next(
+            served = max(
                 (
                     p
                     for p in model.points
                     if p.variant == TRITON and p.generator == gen and p.batch == batch and batch > 1
                 ),
-                None,
+                key=lambda p: p.samples_per_s,
+                default=None,
             )
             value = served.samples_per_s / ceiling if served and ceiling else None
             out.append(

@@ -147,7 +147,8 @@ def _model_md(model: ModelReport) -> str:
             rows.append(
                 [
                     "Offline",
-                    f"{offline['samples_per_s']:,.0f} samples/s (batches of {offline['batch']}{extra})",
+                    f"{offline['samples_per_s']:,.0f} samples/s (batches of {offline['batch']}, "
+                    f"{offline['concurrency']} in flight{extra})",
                 ]
             )
         parts.append("\nMLPerf scenarios:\n\n" + _md_table(["scenario", "result"], rows))
