@@ -45,6 +45,9 @@ def test_short_sweep_of_every_step(user_repository: Path, tmp_path: Path) -> Non
             ]
             assert {p.concurrency for p in points} == {1, 4}, (model.model, variant, model.skipped)
             assert all(p.requests > 0 and p.errors == 0 for p in points), points
+        on = model.find(TRITON, OURS, 4)
+        assert on is not None and {"server", "load generator"} <= set(on.cpu_us_per_request)
+        assert any(name.startswith("stub ") for name in on.cpu_us_per_request)
         off = [p for p in model.points if p.variant == TRITON_OFF and p.generator == OURS]
         assert all(p.avg_batch == 1.0 for p in off)
         assert set(model.scenarios) == {"SingleStream", "Server", "Offline"}

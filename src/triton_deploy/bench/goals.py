@@ -124,6 +124,10 @@ def _profile(point: Point | None) -> str:
             )
     if point.client_cpu >= 0.9:
         cpu += " (the generator saturated a core)"
+    if point.cpu_us_per_request:
+        cpu += "; CPU per request: " + ", ".join(
+            f"{name} {us:.0f} us" for name, us in point.cpu_us_per_request.items()
+        )
     return "; ".join([*parts, cpu])
 
 

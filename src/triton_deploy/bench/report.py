@@ -104,6 +104,20 @@ def _model_md(model: ModelReport) -> str:
         f"{'on' if model.dynamic_batching else 'off'} in its config; inputs: {model.inputs_from}.\n",
         _md_table(list(_COLUMNS), [_row(p) for p in _sorted(model.points)]),
     ]
+    split_rows = [
+        [
+            p.variant,
+            str(p.concurrency),
+            ", ".join(f"{name} {us:,.0f}" for name, us in p.cpu_us_per_request.items()),
+        ]
+        for p in _sorted(model.points)
+        if p.cpu_us_per_request and p.batch == 1 and p.request_rate is None
+    ]
+    if split_rows:
+        parts.append(
+            "\nCPU per request by process, in µs (our generator's runs):\n\n"
+            + _md_table(["server", "conc", "CPU per request"], split_rows)
+        )
     if model.ceiling:
         parts.append(
             f"\nIn-process ({model.in_process_framework}): "

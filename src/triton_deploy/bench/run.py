@@ -103,6 +103,8 @@ class Point:
     stages: list[StageTimes] = field(default_factory=list)  # the model, then its members
     request_rate: float | None = None  # open loop: the offered rate
     error: str | None = None
+    # CPU per request by process (server, each backend stub, the load generator), in us
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)
 
     @property
     def avg_batch(self) -> float:
@@ -173,21 +175,41 @@ class BenchOptions:
 
 
 # ------------------------------------------------------------------------------------------------
-def _tree_cpu(pid: int | None) -> float:
+def _process_cpu(pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of a server's process tree, by process: the server itself, and each
+    Python backend stub by its model instance name (e.g. ``my_model_0_0``)."""
     import psutil
 
+    out: dict[str, float] = {}
     if not pid:
-        return 0.0
-    total = 0.0
+        return out
     try:
         root = psutil.Process(pid)
-        for proc in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
+        processes = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0.0
-    return total
+        return out
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            args = proc.cmdline()
+            stub = len(args) > 8 and args[0].endswith("triton_python_backend_stub")
+            name = f"stub {args[8]}" if stub else ("server" if proc.pid == pid else proc.name())
+            out[name] = out.get(name, 0.0) + times.user + times.system
+    return out
+
+
+def _tree_cpu(pid: int | None) -> float:
+    return sum(_process_cpu(pid).values())
+
+
+def _cpu_split(
+    before: dict[str, float], after: dict[str, float], requests: int
+) -> dict[str, float]:
+    """Microseconds of CPU per request, by process (only those that did work)."""
+    if requests <= 0:
+        return {}
+    split = {name: (after[name] - before.get(name, 0.0)) / requests * 1e6 for name in after}
+    return {name: round(us, 1) for name, us in split.items() if us >= 1.0}
 
 
 def _point(
@@ -285,7 +307,8 @@ class _Runner:
         seconds = seconds or self.options.seconds
         transport = GrpcTransport(server_url, channels=max(1, concurrency // 16))
         before = snapshot(server_url) if stats else {}
-        cpu0, wall0 = _tree_cpu(server_pid), time.perf_counter()
+        split0 = _process_cpu(server_pid)
+        cpu0, wall0 = sum(split0.values()), time.perf_counter()
         if rate is None:
             result = closed_loop(
                 transport,
@@ -304,9 +327,17 @@ class _Runner:
                 warmup_s=self.options.warmup_s,
                 samples_per_request=batch,
             )
-        server_cpu = (_tree_cpu(server_pid) - cpu0) / (time.perf_counter() - wall0)
+        split1 = _process_cpu(server_pid)
+        server_cpu = (sum(split1.values()) - cpu0) / (time.perf_counter() - wall0)
         stages = [delta(before, snapshot(server_url), m) for m in watched] if stats else []
-        return _point(variant, OURS, concurrency, batch, result, server_cpu, stages)
+        point = _point(variant, OURS, concurrency, batch, result, server_cpu, stages)
+        # the whole run's requests, warm-up included, went through the server's processes
+        served = round((result.wall_s + self.options.warmup_s) * result.throughput)
+        point.cpu_us_per_request = _cpu_split(split0, split1, served)
+        point.cpu_us_per_request["load generator"] = round(
+            result.client_cpu / result.throughput * 1e6 if result.throughput else 0.0, 1
+        )
+        return point
 
     def measure_http(
         self,
