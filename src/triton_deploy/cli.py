@@ -5,10 +5,12 @@ The project's error becomes exit code 1 with a one-line message at this edge onl
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -204,6 +206,8 @@ def _register_sub_commands() -> None:
 
     app.command()(infer)
     app.command()(health)
+    with contextlib.suppress(ImportError):  # the k8s extra (kubernetes client) is not installed
+        import_module("triton_deploy.cli_rollout").register(app)
     try:
         from triton_deploy.cli_loadtest import loadtest
     except ImportError:  # the loadtest extra (locust) is not installed
