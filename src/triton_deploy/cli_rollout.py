@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from triton_deploy.errors import TritonDeployError
@@ -78,7 +79,7 @@ def _access(
 
 
 def _fail(console: Console, message: str, code: int = 1) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=code)
 
 
@@ -109,7 +110,7 @@ def _finish(
         record = run()
     except RolloutFailed as exc:
         record = exc.record
-        console.print(f"[bold red]{exc}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
         code = 0 if failed_ok else exc.exit_code
     except RolloutError as exc:
         driver.close()

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ._analysis import (
     check_metrics_reachable,
@@ -155,7 +156,7 @@ class RolloutDriver:
             return
         status = "" if call.returncode == 0 else f"  [red](exit {call.returncode})[/]"
         self.console.print(
-            f"[dim]$ {call.command_line()}  ({call.seconds:.1f} s)[/]{status}",
+            f"[dim]$ {escape(call.command_line())}  ({call.seconds:.1f} s)[/]{status}",
             highlight=False,
             soft_wrap=True,
         )
@@ -164,8 +165,9 @@ class RolloutDriver:
         if self._cluster is not None:
             self._cluster.close()
 
-    def _say(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
+    def _say(self, text: str, *, head: str = "") -> None:
+        """``text`` as is (escaped), after an optional styled ``head`` (rich markup)."""
+        self.console.print(head + escape(text), highlight=False, soft_wrap=True)
 
     # -- reading a release -----------------------------------------------------------------------
     def load(self, release: str) -> ReleaseState:
@@ -174,6 +176,10 @@ class RolloutDriver:
         user_values = self.helm.values(release)
         manifest = self.helm.manifest(release)
         objects = ReleaseObjects.from_manifest(manifest, release)
+        live = self._live_color(objects, release)
+        return ReleaseState(release, values, user_values, manifest, objects, live)
+
+    def _live_color(self, objects: ReleaseObjects, release: str) -> str:
         service = self.cluster.get("v1", "services", objects.active_service)
         if service is None:
             raise ClusterError(
@@ -186,7 +192,14 @@ class RolloutDriver:
                 f"the active Service {objects.active_service!r} selects no color (selector "
                 f"{service.get('spec', {}).get('selector')})"
             )
-        return ReleaseState(release, values, user_values, manifest, objects, live)
+        return live
+
+    def refresh(self, state: ReleaseState, *, manifest: bool = False) -> ReleaseState:
+        """The release again after a change: computed values, live color (and manifest)."""
+        values = self.helm.values(state.release, computed=True)
+        docs = self.helm.manifest(state.release) if manifest else state.manifest
+        live = self._live_color(state.objects, state.release)
+        return ReleaseState(state.release, values, state.user_values, docs, state.objects, live)
 
     def deployment(self, state: ReleaseState, color: str) -> DeploymentStatus:
         name = state.objects.deployment(color)
@@ -352,7 +365,7 @@ class RolloutDriver:
                 "`helm upgrade` first (a chart upgrade, a shared value)"
             )
         if changes:
-            self._say(f"[bold]plan[/]: only {record.to_color}'s objects change:")
+            self._say(head="[bold]plan[/]: ", text=f"only {record.to_color}'s objects change:")
             for change in changes:
                 self._say(f"  {change.describe()}")
         return changes
@@ -402,7 +415,7 @@ class RolloutDriver:
                             f"`tdeploy promote --release {record.release} -n {record.namespace}`"
                         )
                         store.save(record)
-                        self._say(f"[bold]waiting for promotion[/]: {record.message}")
+                        self._say(head="[bold]waiting for promotion[/]: ", text=f"{record.message}")
                         return record
                     record.result = Result.RUNNING
                     record.phase = Phase.PROMOTING
@@ -424,8 +437,8 @@ class RolloutDriver:
             with contextlib.suppress(RolloutError):
                 store.save(record)
             self._say(
-                f"[yellow]interrupted[/] at step {record.phase.value}: run the same command "
-                "again to resume"
+                f"at step {record.phase.value}: run the same command again to resume",
+                head="[yellow]interrupted[/] ",
             )
             raise
 
@@ -434,7 +447,9 @@ class RolloutDriver:
             raise RolloutAborted(f"rollout aborted: {record.message}", record)
         if record.result is Result.SWITCHED_BACK:
             raise SwitchedBack(f"rollout switched back: {record.message}", record)
-        self._say(f"[bold green]{record.kind} {record.id} succeeded[/]: {record.message}")
+        self._say(
+            head=f"[bold green]{record.kind} {record.id} succeeded[/]: ", text=f"{record.message}"
+        )
         return record
 
     def _fail(self, record: RolloutRecord, check: CheckResult, *, promoted: bool) -> None:
@@ -442,7 +457,7 @@ class RolloutDriver:
         record.message = check.line()
         record.failed_at = now()
         record.phase = Phase.SWITCHING_BACK if promoted else Phase.ABORTING
-        self._say(f"[bold red]check failed[/]: {check.line()}")
+        self._say(head="[bold red]check failed[/]: ", text=f"{check.line()}")
 
     def _step_deploy(self, state: ReleaseState, record: RolloutRecord, lock: RolloutLock) -> None:
         overrides = self._idle_overrides(state, record)
@@ -451,9 +466,10 @@ class RolloutDriver:
             self._say(f"{record.to_color} already has the new values: not upgrading again")
         else:
             self._say(
-                f"[bold]deploying[/] {record.target.describe() if record.target else ''} to "
+                head="[bold]deploying[/] ",
+                text=f"{record.target.describe() if record.target else ''} to "
                 f"{record.to_color} ({overrides[record.to_color]['replicas']} replicas); "
-                f"{record.from_color} keeps serving"
+                f"{record.from_color} keeps serving",
             )
             self._upgrade(state, record, lock, overrides, f"deploy {record.to_color}")
         record.phase = Phase.WAITING
@@ -531,7 +547,9 @@ class RolloutDriver:
         self, state: ReleaseState, record: RolloutRecord, request: RolloutRequest | None
     ) -> None:
         url = self.preview_url(state, record.settings)
-        self._say(f"[bold]pre-promotion analysis[/] of {record.to_color} through {url}")
+        self._say(
+            head="[bold]pre-promotion analysis[/] ", text=f"of {record.to_color} through {url}"
+        )
         models = list(request.models) if request else []
         if request is not None and request.golden is not None:
             from triton_deploy.build.golden import load_golden_cases
@@ -578,7 +596,7 @@ class RolloutDriver:
             mark = {"passed": "[green]passed[/]", "failed": "[bold red]FAILED[/]"}.get(
                 result.status.value, "[yellow]skipped[/]"
             )
-            self._say(f"  {result.name}: {mark}: {result.summary}")
+            self._say(result.summary, head=f"  {result.name}: {mark}: ")
             if result.failed:
                 self._fail(record, result, promoted=False)
                 return
@@ -611,7 +629,7 @@ class RolloutDriver:
                 promoted=False,
             )
             return
-        current = self.load(record.release)
+        current = self.refresh(state, manifest=True)
         if current.live != new:
             planned = self._dry_run(
                 current, record.chart, {"activeColor": new}, "tdeploy promote (dry run)"
@@ -624,7 +642,9 @@ class RolloutDriver:
                     "promoting would change more than the two Services: "
                     + "; ".join(c.describe() for c in outside)
                 )
-            self._say(f"[bold]promoting[/] {new}: the active Service now selects {new}")
+            self._say(
+                head="[bold]promoting[/] ", text=f"{new}: the active Service now selects {new}"
+            )
             self._upgrade(current, record, lock, {"activeColor": new}, f"promote {new}")
         record.promoted_at = record.promoted_at or now()
         if record.settings.analysis_window_s > 0 and not record.baseline:
@@ -647,8 +667,9 @@ class RolloutDriver:
             record.phase = Phase.SCALING_DOWN
             return
         self._say(
-            f"[bold]post-promotion analysis[/] of {record.to_color} for "
-            f"{settings.analysis_window_s:g} s (every {settings.analysis_interval_s:g} s)"
+            head="[bold]post-promotion analysis[/] ",
+            text=f"of {record.to_color} for "
+            f"{settings.analysis_window_s:g} s (every {settings.analysis_interval_s:g} s)",
         )
         with self.console.status("post-promotion analysis") as spinner:
             while True:
@@ -658,7 +679,7 @@ class RolloutDriver:
                     current = self._scrape(state, record.to_color)
                 except RolloutError as exc:
                     current = {}
-                    self._say(f"[yellow]metrics not readable[/]: {exc}")
+                    self._say(head="[yellow]metrics not readable[/]: ", text=f"{exc}")
                 if not current:
                     result = CheckResult(
                         name="post-promotion",
@@ -680,7 +701,7 @@ class RolloutDriver:
                     self._fail(record, result, promoted=True)
                     return
                 if final:
-                    self._say(f"  post-promotion: [green]passed[/]: {result.summary}")
+                    self._say(result.summary, head="  post-promotion: [green]passed[/]: ")
                     record.phase = Phase.SCALING_DOWN
                     return
                 spinner.update(f"post-promotion analysis: {result.summary}")
@@ -710,7 +731,7 @@ class RolloutDriver:
             "age + grace)",
         )
         keep = record.settings.keep_old_replicas
-        current = self.load(record.release)
+        current = self.refresh(state)
         overrides: dict[str, Any] = {}
         if int((current.values.get(old) or {}).get("replicas") or 0) != keep:
             overrides[old] = {"replicas": keep}
@@ -733,7 +754,7 @@ class RolloutDriver:
         failed_at = record.failed_at or now()
         delay = record.settings.abort_scale_down_delay_s
         self._wait_until(_plus(failed_at, delay), f"abort: {idle} scaled down after {delay:g} s")
-        current = self.load(record.release)
+        current = self.refresh(state)
         if current.live == idle:  # cannot happen before promotion; never scale the live color
             raise RolloutError(f"refusing to scale down {idle}: it is the live color")
         if int((current.values.get(idle) or {}).get("replicas") or 0) != 0:
@@ -748,9 +769,9 @@ class RolloutDriver:
     ) -> None:
         """After promotion: traffic back to the old color at once, the new one down later."""
         old, new = record.from_color, record.to_color
-        current = self.load(record.release)
+        current = self.refresh(state)
         if current.live != old:
-            self._say(f"[bold red]switching back[/] to {old}")
+            self._say(head="[bold red]switching back[/] ", text=f"to {old}")
             self._upgrade(current, record, lock, {"activeColor": old}, f"switch back to {old}")
             record.switched_back_at = now()
             store.save(record)
@@ -758,7 +779,7 @@ class RolloutDriver:
         age, grace = connection_age_s(current.values, new)
         delay = max(record.settings.abort_scale_down_delay_s, age + grace + PROPAGATION_MARGIN_S)
         self._wait_until(_plus(switched, delay), f"{new} scaled down after {delay:g} s")
-        current = self.load(record.release)
+        current = self.refresh(state)
         if int((current.values.get(new) or {}).get("replicas") or 0) != 0 and current.live != new:
             self._upgrade(current, record, lock, {new: {"replicas": 0}}, f"scale {new} to 0")
         record.result = Result.SWITCHED_BACK
