@@ -137,7 +137,7 @@ def rollout(
     model_repository: Annotated[
         str,
         typer.Option(
-            help="The new model repository: s3://, gs://, as:// URI or pvc://claim[/sub/path]."
+            help="The new model repository: s3://, gs://, as:// URI, or pvc://CLAIM or pvc://CLAIM/SUB/PATH."
         ),
     ],
     chart: Annotated[

@@ -97,10 +97,10 @@ class ReleaseState:
 
     release: str
     values: dict[str, Any]  # computed (chart defaults + user-supplied)
-    user_values: dict[str, Any]
     manifest: list[dict[str, Any]]
     objects: ReleaseObjects
     live: str  # from the active Service's selector
+    user_values: dict[str, Any] | None = None  # read when needed (deploy step)
 
     def color(self, color: str) -> ColorValues:
         return color_values(self.values, color)
@@ -173,11 +173,10 @@ class RolloutDriver:
     def load(self, release: str) -> ReleaseState:
         _ = self.cluster  # connection problems first, with their own message
         values = self.helm.values(release, computed=True)
-        user_values = self.helm.values(release)
         manifest = self.helm.manifest(release)
         objects = ReleaseObjects.from_manifest(manifest, release)
         live = self._live_color(objects, release)
-        return ReleaseState(release, values, user_values, manifest, objects, live)
+        return ReleaseState(release, values, manifest, objects, live)
 
     def _live_color(self, objects: ReleaseObjects, release: str) -> str:
         service = self.cluster.get("v1", "services", objects.active_service)
@@ -199,7 +198,13 @@ class RolloutDriver:
         values = self.helm.values(state.release, computed=True)
         docs = self.helm.manifest(state.release) if manifest else state.manifest
         live = self._live_color(state.objects, state.release)
-        return ReleaseState(state.release, values, state.user_values, docs, state.objects, live)
+        return ReleaseState(state.release, values, docs, state.objects, live, state.user_values)
+
+    def user_values(self, state: ReleaseState) -> dict[str, Any]:
+        """The release's user-supplied values (``helm get values``), read once."""
+        if state.user_values is None:
+            state.user_values = self.helm.values(state.release)
+        return state.user_values
 
     def deployment(self, state: ReleaseState, color: str) -> DeploymentStatus:
         name = state.objects.deployment(color)
@@ -318,7 +323,7 @@ class RolloutDriver:
     def _idle_overrides(self, state: ReleaseState, record: RolloutRecord) -> dict[str, Any]:
         assert record.target is not None
         live, idle = record.from_color, record.to_color
-        live_user = dict(state.user_values.get(live) or {})
+        live_user = dict(self.user_values(state).get(live) or {})
         block = {k: v for k, v in live_user.items() if k not in _COLOR_KEYS}
         live_values = state.values.get(live) or {}
         live_status = self.deployment(state, live)
@@ -461,7 +466,7 @@ class RolloutDriver:
 
     def _step_deploy(self, state: ReleaseState, record: RolloutRecord, lock: RolloutLock) -> None:
         overrides = self._idle_overrides(state, record)
-        current = state.user_values.get(record.to_color) or {}
+        current = self.user_values(state).get(record.to_color) or {}
         if all(current.get(k) == v for k, v in overrides[record.to_color].items()):
             self._say(f"{record.to_color} already has the new values: not upgrading again")
         else:

@@ -27,14 +27,80 @@ import argparse
 import base64
 import gzip
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from triton_deploy.rollout import Cluster, RolloutError
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Cluster:
+    """Plain HTTP to the Kubernetes API of the kubeconfig (no client library: this process
+    starts for every helm call)."""
+
+    def __init__(self, namespace: str, *, kubeconfig: str | None, context: str | None) -> None:
+        path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        config = yaml.safe_load(Path(path).read_text())
+        name = context or config["current-context"]
+        ctx = next(c["context"] for c in config["contexts"] if c["name"] == name)
+        self.server = next(
+            c["cluster"]["server"] for c in config["clusters"] if c["name"] == ctx["cluster"]
+        )
+        self.namespace = namespace
+
+    def _request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.server + path, data=data, method=method, headers={"Content-Type": content_type}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                text = reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, exc.read().decode()[:300]) from None
+        except OSError as exc:
+            raise ApiError(0, f"Kubernetes cluster unreachable: {exc}") from None
+        return json.loads(text) if text.strip() else None
+
+    def _path(self, api_version: str, plural: str, name: str | None = None) -> str:
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        path = f"{base}/namespaces/{self.namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def get(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", self._path(api_version, plural, name))  # type: ignore[no-any-return]
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_objects(self, api_version: str, plural: str) -> list[dict[str, Any]]:
+        return list(self._request("GET", self._path(api_version, plural)).get("items", []))
+
+    def create(self, api_version: str, plural: str, body: dict[str, Any]) -> None:
+        self._request("POST", self._path(api_version, plural), body)
+
+    def patch(self, api_version: str, plural: str, name: str, patch: dict[str, Any]) -> None:
+        self._request(
+            "PATCH", self._path(api_version, plural, name), patch, "application/merge-patch+json"
+        )
+
+    def delete(self, api_version: str, plural: str, name: str) -> None:
+        self._request("DELETE", self._path(api_version, plural, name))
+
 
 SECRET_PREFIX = "sh.helm.release.v1."
 KINDS = {  # kind -> (apiVersion for the URL, plural)
@@ -343,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     except HelmFailure as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
-    except RolloutError as exc:
-        print(f"Error: Kubernetes cluster unreachable: {exc}", file=sys.stderr)
+    except ApiError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
 
 
