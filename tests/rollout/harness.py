@@ -144,15 +144,15 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     # Version {version} with a bug: any input above 0.9 fails (the golden cases stay below 0.5,
-    # so the build's parity check passes; production traffic hits it).
+    # so the build's parity check passes; production traffic hits it). It raises: Triton 2.51
+    # counts an exception from execute() in nv_inference_request_failure, but a returned error
+    # response as a success (triton-inference-server/server#7713).
     def execute(self, requests):
         responses = []
         for request in requests:
             x = pb_utils.get_input_tensor_by_name(request, "X").as_numpy()
             if (x > 0.9).any():
-                responses.append(pb_utils.InferenceResponse(
-                    error=pb_utils.TritonError("tiny v{version}: input above 0.9 not supported")))
-                continue
+                raise pb_utils.TritonModelException("tiny v{version}: input above 0.9 not supported")
             y = (x * {version} + {version}).astype(np.float32)
             v = np.full_like(x, {version})
             responses.append(pb_utils.InferenceResponse(
