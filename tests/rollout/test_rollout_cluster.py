@@ -333,3 +333,36 @@ def test_bad_arguments_change_nothing(cluster: RolloutCluster, tmp_path: Path) -
     assert result.returncode == 1 and "cannot reach the Kubernetes API" in result.stderr
     assert cluster.objects() == before
     assert len(cluster.history()) == revisions
+
+
+def test_slo_failure_aborts(
+    cluster: RolloutCluster, model_repository: Path, tmp_path: Path
+) -> None:
+    """The SLO step is the project's Locust load test (its task mix calls the example
+    ensembles), so the new color serves the example repository here."""
+    cluster.repositories["s3://models/examples"] = model_repository
+    slo = tmp_path / "slo.yaml"
+    slo.write_text(
+        "environment: local\nmodels:\n  digits: {p50_ms: 0.001, max_error_ratio: 0.001}\n"
+    )
+    result = cluster.tdeploy(
+        *rollout_args(cluster, uri="s3://models/examples"),
+        "--slo",
+        str(slo),
+        "--slo-users",
+        "2",
+        "--slo-run-time",
+        "5s",
+        "--reports",
+        str(tmp_path / "reports"),
+        "--json",
+    )
+    assert result.returncode == 3, result.stderr[-4000:]
+    data = run_json(result)
+    assert checks(data)["slo"] == "failed"
+    assert (
+        "models.digits.p50_ms: FAIL" in data["message"] and "limit <= 0.001 ms" in data["message"]
+    )
+    assert list((tmp_path / "reports").glob("*/local_stats.csv"))
+    assert selector(cluster, FULLNAME) == "blue"
+    assert answer_version(cluster, "active") == 1

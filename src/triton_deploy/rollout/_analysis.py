@@ -17,8 +17,11 @@ Every check returns a ``CheckResult`` whose summary names what failed and its nu
 
 from __future__ import annotations
 
+import contextlib
 import csv
-from collections.abc import Callable, Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ._metrics import Sample, WindowStats, window_stats
@@ -135,17 +138,18 @@ def check_slo(url: str, slo: Path, *, users: int, run_time: str, reports: Path) 
     spec = load_slo(slo)
     environment = spec.environment or "local"
     try:
-        result = run_loadtest(
-            host=url,
-            environment=environment,
-            slo_file=slo,
-            mix_file=mix_path(environment),
-            users=users,
-            spawn_rate=float(users),
-            run_time=run_time,
-            reports=reports,
-            build=False,
-        )
+        with _stdout_to_stderr():  # locust prints its summary: stdout is for --json
+            result = run_loadtest(
+                host=url,
+                environment=environment,
+                slo_file=slo,
+                mix_file=mix_path(environment),
+                users=users,
+                spawn_rate=float(users),
+                run_time=run_time,
+                reports=reports,
+                build=False,
+            )
     except TritonDeployError as exc:
         return CheckResult(name="slo", status=CheckStatus.FAILED, summary=f"could not run: {exc}")
     stats_csv = Path(f"{result.csv_prefix}_stats.csv")
@@ -195,6 +199,20 @@ def check_slo(url: str, slo: Path, *, users: int, run_time: str, reports: Path) 
         f"requests, p99 {total.p99_ms:g} ms, {total.rps:.1f} req/s)",
         numbers={"requests": total.requests, "p99_ms": total.p99_ms, "rps": total.rps},
     )
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what child processes write to stdout (file descriptor 1) to stderr meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _num(text: str | None) -> float:
