@@ -5,6 +5,9 @@ renders the real chart with Helm's engine), HTTP to the Kubernetes API (kmock's 
 tritonservers serving each color's model repository as its Deployment says, HAProxy as the
 Services. Mocked: the Kubernetes controllers and the kubelet (``Kubelet`` writes Deployment
 status and Pods, as they would), and the API server's pod proxy.
+
+Post-promotion failure → automatic switch-back is tested under load, with the failures coming
+from Triton's own counters: test_rollout_under_load.py.
 """
 
 from __future__ import annotations
@@ -154,12 +157,11 @@ def test_rollout_deploys_checks_promotes_and_scales_down_then_rollback_cold(
     assert not cluster.kubelet.errors and not cluster.proxy.errors
 
 
-def test_manual_rollout_waits_for_promote_and_rollback_while_warm_is_a_switch(
+def test_manual_rollout_waits_for_promote_abort_or_promote_then_rollback_while_warm(
     cluster: RolloutCluster,
 ) -> None:
-    result = cluster.tdeploy(
-        *rollout_args(cluster, "--manual", "--keep-old-replicas", "1"), "--json"
-    )
+    manual = rollout_args(cluster, "--manual", "--keep-old-replicas", "1")
+    result = cluster.tdeploy(*manual, "--json")
     assert result.returncode == 0, result.stderr[-4000:]
     data = run_json(result)
     assert data["result"] == "awaiting-promotion"
@@ -167,6 +169,16 @@ def test_manual_rollout_waits_for_promote_and_rollback_while_warm_is_a_switch(
     assert selector(cluster, FULLNAME) == "blue"  # nothing promoted yet
     assert answer_version(cluster, "preview") == 2
 
+    # The operator says no: abort scales green down, blue never moved.
+    aborted = cluster.tdeploy("abort", "--release", RELEASE, "--json")
+    assert aborted.returncode == 0, aborted.stderr[-4000:]
+    assert run_json(aborted)["result"] == "aborted"
+    assert cluster.values()["green"]["replicas"] == 0
+    assert selector(cluster, FULLNAME) == "blue"
+
+    # Again, and this time promote.
+    result = cluster.tdeploy(*manual, "--json")
+    assert result.returncode == 0, result.stderr[-4000:]
     status = run_json(cluster.tdeploy("status", "--release", RELEASE, "--json"))
     assert status["last_rollout"]["result"] == "awaiting-promotion"
     assert status["colors"]["green"]["replicas"]["ready"] == 1
