@@ -222,6 +222,9 @@ def test_parity_failure_aborts_and_the_live_color_keeps_serving(
     assert "activeColor" not in values  # never flipped
     assert values["green"]["replicas"] == 0
     cluster.wait_for(lambda: cluster.kubelet.ready_server("green") is None, 30, "green down")
+    # Green holds the version that failed its checks: there is nothing to roll back to.
+    back = cluster.tdeploy("rollback", "--release", RELEASE)
+    assert back.returncode == 1 and "nothing to roll back to" in back.stderr
 
 
 def test_readiness_timeout_aborts(cluster: RolloutCluster, tmp_path: Path) -> None:

@@ -856,6 +856,20 @@ class RolloutDriver:
         if not chart:
             raise RolloutUsageError("--chart is needed: no earlier rollout recorded the chart")
         live, target = state.live, other_color(state.live)
+        if (
+            last is not None
+            and last.to_color == target
+            and last.result
+            in (
+                Result.ABORTED,
+                Result.SWITCHED_BACK,
+            )
+        ):
+            what = last.target.describe() if last.target else "its last version"
+            raise RolloutUsageError(
+                f"nothing to roll back to: {target} holds {what} from {last.kind} {last.id}, "
+                f"which was {last.result.value} ({last.message}); {live} is what served before"
+            )
         values = state.color(target)
         if not values.enabled or not (values.repository.get("uri") or values.repository.get("pvc")):
             raise RolloutUsageError(
