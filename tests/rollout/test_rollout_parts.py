@@ -297,3 +297,63 @@ def test_cli_lists_the_rollout_commands() -> None:
         env=dict(os.environ, COLUMNS="200"),
     ).stdout
     assert "--model-repository" in help_text and "--manual" in help_text
+
+
+# -- what the idle color gets ------------------------------------------------------------------------
+def _state(values: dict[str, Any], user: dict[str, Any]) -> Any:
+    from triton_deploy.rollout import ReleaseObjects, ReleaseState
+
+    objects = ReleaseObjects(
+        active_service="r-triton-deploy",
+        preview_service="r-triton-deploy-preview",
+        grpc_port=8001,
+        metrics_port=8002,
+        selector={},
+    )
+    return ReleaseState("r", values, [], objects, "blue", user)
+
+
+def _record(uri: str, image_tag: str | None = None) -> RolloutRecord:
+    return RolloutRecord(
+        id="1", release="r", namespace=NAMESPACE, chart="c", from_color="blue", to_color="green",
+        target=Target(model_repository=uri, image_tag=image_tag),
+    )  # fmt: skip
+
+
+def test_idle_color_gets_the_live_colors_settings_and_at_least_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from triton_deploy.rollout import ClusterAccess, DeploymentStatus, RolloutDriver
+
+    driver = RolloutDriver(ClusterAccess(namespace=NAMESPACE))
+    # The live Deployment runs 5 replicas (an HPA scaled it up from the configured 2).
+    monkeypatch.setattr(
+        driver, "deployment", lambda state, color: DeploymentStatus("d", True, desired=5)
+    )
+    credentials = {"existingSecret": "model-store-aws"}
+    live = {
+        "enabled": True,
+        "replicas": 2,
+        "imageTag": "24.10",
+        "resources": {"limits": {"memory": "8Gi"}},
+        "modelRepository": {
+            "source": "objectStorage",
+            "uri": "s3://m/v1",
+            "credentials": credentials,
+        },
+    }
+    values = {"autoscaling": {"enabled": True}, "blue": live, "green": {"enabled": False}}
+    state = _state(values, {"blue": live, "green": {"nodeSelector": {"pool": "old"}}})
+    record = _record("s3://m/v2")
+    green = driver._idle_overrides(state, record)["green"]
+    assert green["replicas"] == 5 and record.restore_replicas == 2
+    assert green["resources"] == {"limits": {"memory": "8Gi"}}  # blue's own settings come along
+    assert green["modelRepository"]["credentials"] == credentials
+    assert green["modelRepository"]["uri"] == "s3://m/v2"
+    assert green["imageTag"] == "24.10" and green["enabled"] is True and green["version"] == ""
+
+    pvc = driver._idle_overrides(state, _record("pvc://models/triton/v2", image_tag="24.12"))
+    repository = pvc["green"]["modelRepository"]
+    assert repository["source"] == "pvc"
+    assert repository["pvc"] == {"claimName": "models", "subPath": "triton/v2"}
+    assert pvc["green"]["imageTag"] == "24.12"
