@@ -357,3 +357,11 @@ def test_idle_color_gets_the_live_colors_settings_and_at_least_its_size(
     assert repository["source"] == "pvc"
     assert repository["pvc"] == {"claimName": "models", "subPath": "triton/v2"}
     assert pvc["green"]["imageTag"] == "24.12"
+
+
+def test_public_names_are_exported_and_sorted() -> None:
+    import triton_deploy.rollout as rollout
+
+    assert len(set(rollout.__all__)) == len(rollout.__all__)  # the order: ruff's RUF022
+    for name in rollout.__all__:
+        assert hasattr(rollout, name), name

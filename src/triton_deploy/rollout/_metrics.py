@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client.parser import text_string_to_metric_families
-
 __all__ = ["ModelWindow", "WindowStats", "parse_triton_metrics", "window_stats"]
 
 _SUCCESS = "nv_inference_request_success"
@@ -31,6 +29,8 @@ Sample = dict[str, float]
 
 def parse_triton_metrics(text: str) -> Sample:
     """The counters of one Triton's /metrics page, summed over versions (and failure reasons)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     sample: Sample = {}
     for family in text_string_to_metric_families(text):
         for metric in family.samples:
