@@ -165,9 +165,10 @@ def rollout(
             "are checked through the preview Service."
         ),
     ] = None,
-    spec: Annotated[Path, typer.Option(help="Build spec (parity tolerances).")] = Path(
-        "build/models.yaml"
-    ),
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="A build spec whose tolerances override the golden cases' own."),
+    ] = None,
     model: Annotated[
         list[str] | None, typer.Option(help="A model that must be ready (repeatable).")
     ] = None,
@@ -258,7 +259,7 @@ def rollout(
             slo_users=slo_users,
             slo_run_time=slo_run_time,
             golden=golden,
-            spec=spec if golden is not None else None,
+            spec=spec,
             models=model or [],
             reports=reports,
         )

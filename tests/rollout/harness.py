@@ -45,7 +45,7 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper
 from tritonclient.grpc import model_config_pb2 as mc
 
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.golden import GoldenCase, golden_case_path
 from triton_deploy.errors import ServerStartError
 from triton_deploy.rollout import Cluster
 from triton_deploy.runtime.server import TritonServer, free_port
@@ -82,7 +82,7 @@ BASE_VALUES: dict[str, Any] = {
         "exitTimeoutSecs": 3,
         "extraArgs": ["--metrics-config=summary_latencies=true"],
     },
-    "shutdown": {"preStopSleepSeconds": 1},
+    "shutdown": {"endpointPropagationSeconds": 1},
     "blue": {"enabled": True, "replicas": 1, "modelRepository": {"uri": "s3://models/v1"}},
 }
 AGE_S, GRACE_S = 1.5, 1.0
@@ -184,34 +184,15 @@ def broken_repository(root: Path) -> Path:
 
 
 def write_golden(repository: Path, version: int, *, tolerance: float = 1e-6) -> Path:
-    """Golden cases for ``tiny`` as version ``version`` answers (inputs in [0, 0.5)), and a
-    build spec with its tolerance; returns the spec path."""
+    """The golden case of ``tiny`` as version ``version`` answers (inputs in [0, 0.5)), where a
+    build keeps it: ``<repository>/tiny/golden.npz``."""
     x = np.random.default_rng(0).uniform(0, 0.5, size=(16, 1)).astype(np.float32)
-    cases = artifacts_directory(repository)
-    cases.mkdir(parents=True, exist_ok=True)
-    GoldenCase(inputs={"X": x}, expected=expected(x, version)).save(cases / f"{MODEL}.npz")
-    spec = repository.parent / "models.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "models": [
-                    {
-                        "name": MODEL,
-                        "backend": "python",
-                        "python_model": "tiny.py",
-                        "max_batch_size": 8,
-                        "inputs": [{"name": "X", "dtype": "FP32", "dims": [1]}],
-                        "outputs": [
-                            {"name": "Y", "dtype": "FP32", "dims": [1]},
-                            {"name": "V", "dtype": "FP32", "dims": [1]},
-                        ],
-                        "tolerance": {"atol": tolerance, "rtol": tolerance},
-                    }
-                ]
-            }
-        )
+    path = golden_case_path(repository, MODEL)
+    case = GoldenCase(
+        inputs={"X": x}, expected=expected(x, version), atol=tolerance, rtol=tolerance
     )
-    return spec
+    case.save(path)
+    return path
 
 
 # -- the Kubernetes API (emulated) -----------------------------------------------------------------

@@ -92,13 +92,11 @@ def blue_starts(cluster: RolloutCluster) -> int:
 
 
 def test_rollout_deploys_checks_promotes_and_scales_down_then_rollback_cold(
-    cluster: RolloutCluster, golden_v2: tuple[Path, Path]
+    cluster: RolloutCluster, golden_v2: Path
 ) -> None:
-    repository, spec = golden_v2
     assert answer_version(cluster, "active") == 1
     result = cluster.tdeploy(
-        *rollout_args(cluster, "--golden", str(repository), "--spec", str(spec), "--version", "v2"),
-        "--json",
+        *rollout_args(cluster, "--golden", str(golden_v2), "--version", "v2"), "--json"
     )
     assert result.returncode == 0, result.stderr[-4000:]
     data = run_json(result)
@@ -205,10 +203,8 @@ def test_parity_failure_aborts_and_the_live_color_keeps_serving(
     cluster: RolloutCluster, repositories: dict[str, Path]
 ) -> None:
     repository = repositories["s3://models/v2"]
-    spec = write_golden(repository, 3)  # golden cases of another version: outputs differ
-    result = cluster.tdeploy(
-        *rollout_args(cluster, "--golden", str(repository), "--spec", str(spec)), "--json"
-    )
+    write_golden(repository, 3)  # the golden case of another version: outputs differ
+    result = cluster.tdeploy(*rollout_args(cluster, "--golden", str(repository)), "--json")
     assert result.returncode == 3, result.stderr[-4000:]
     data = run_json(result)
     assert data["result"] == "aborted"

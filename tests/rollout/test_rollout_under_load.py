@@ -114,11 +114,11 @@ def switch_time(cluster: RolloutCluster, color: str, after: float = 0.0) -> floa
 
 
 def rollout(
-    cluster: RolloutCluster, uri: str, golden: Path, spec: Path, window: str
+    cluster: RolloutCluster, uri: str, golden: Path, window: str
 ) -> subprocess.CompletedProcess[str]:
     return cluster.tdeploy(
         "rollout", "--release", RELEASE, "--chart", str(CHART), "--model-repository", uri,
-        "--golden", str(golden), "--spec", str(spec), "--preview-url", cluster.proxy.url("preview"),
+        "--golden", str(golden), "--preview-url", cluster.proxy.url("preview"),
         "--analysis-window", window, "--analysis-interval", "1s", "--min-requests", "20",
         "--max-error-ratio", "0.01", "--ready-timeout", "120s", "--abort-scale-down-delay", "1s",
         "--json",
@@ -126,13 +126,13 @@ def rollout(
 
 
 def test_rollout_under_load_moves_every_client_without_a_failed_request(
-    cluster: RolloutCluster, golden_v2: tuple[Path, Path], tmp_path: Path
+    cluster: RolloutCluster, golden_v2: Path, tmp_path: Path
 ) -> None:
     blue_pid = cluster.kubelet.ready_server("blue").pid  # type: ignore[union-attr]
     load = Load(cluster, tmp_path)
     started = time.time()
     try:
-        result = rollout(cluster, "s3://models/v2", *golden_v2, window="8s")
+        result = rollout(cluster, "s3://models/v2", golden_v2, window="8s")
         finished = time.time()
         time.sleep(2)
     finally:
@@ -169,14 +169,14 @@ def test_bad_version_switches_back_by_itself_and_blue_never_stops(
 ) -> None:
     bad = bad_repository(tmp_path / "bad" / "model_repository", 2)
     cluster.repositories["s3://models/v2-bad"] = bad
-    spec = write_golden(bad, 2)  # its golden cases stay below 0.9: parity passes
+    write_golden(bad, 2)  # its golden case stays below 0.9: parity passes
     blue = cluster.kubelet.ready_server("blue")
     assert blue is not None
     load = Load(cluster, tmp_path)
     started = time.time()
     window = 20.0
     try:
-        result = rollout(cluster, "s3://models/v2-bad", bad, spec, window=f"{window:g}s")
+        result = rollout(cluster, "s3://models/v2-bad", bad, window=f"{window:g}s")
         finished = time.time()
         time.sleep(2)
     finally:

@@ -85,18 +85,17 @@ def check_readiness(
     )
 
 
-def check_parity(url: str, golden: Path, spec: Path) -> CheckResult:
-    """``tdeploy verify`` of the preview color against the golden cases of ``golden``."""
+def check_parity(url: str, golden: Path, spec: Path | None = None) -> CheckResult:
+    """``tdeploy verify`` of the preview color against the golden cases of ``golden`` (the
+    local build of the version being rolled out; ``spec`` overrides their tolerances)."""
     from triton_deploy.build.golden import load_golden_cases
     from triton_deploy.build.spec import load_spec
     from triton_deploy.build.verify import verify_server
     from triton_deploy.errors import TritonDeployError
 
     try:
-        build_spec = load_spec(spec)
-        cases = load_golden_cases(golden)
-        specified = {m.name for m in build_spec.models} | {e.name for e in build_spec.ensembles}
-        models = sorted(set(cases) & specified)
+        build_spec = load_spec(spec) if spec is not None else None
+        models = sorted(load_golden_cases(golden))
         report = verify_server(url, golden, build_spec, models=models)
     except TritonDeployError as exc:
         return CheckResult(name="parity", status=CheckStatus.FAILED, summary=str(exc))

@@ -568,7 +568,7 @@ class RolloutDriver:
             return result
 
         checks.append(readiness)
-        if request is not None and request.golden is not None and request.spec is not None:
+        if request is not None and request.golden is not None:
             golden, spec = request.golden, request.spec
             checks.append(lambda: check_parity(url, golden, spec))
         else:

@@ -141,17 +141,16 @@ class RolloutRequest(BaseModel):
                 )
             parse_duration(self.slo_run_time, "--slo-run-time")
         if self.golden is not None:
-            from triton_deploy.build.golden import artifacts_directory, load_golden_cases
+            from triton_deploy.build.golden import GOLDEN_FILE, load_golden_cases
 
             if not load_golden_cases(self.golden):
                 raise RolloutUsageError(
-                    f"--golden {self.golden}: no golden cases in {artifacts_directory(self.golden)} "
-                    "(the local `tdeploy build --out DIR` of the version being rolled out)"
+                    f"--golden {self.golden}: no golden cases (*/{GOLDEN_FILE}) there: give the "
+                    "local `tdeploy build` output of the version being rolled out"
                 )
-            if self.spec is None or not self.spec.is_file():
-                raise RolloutUsageError(
-                    f"--spec {self.spec}: the build spec (for the parity tolerances) is not a file"
-                )
+        if self.spec is not None:
+            if not self.spec.is_file():
+                raise RolloutUsageError(f"--spec {self.spec}: no such file")
             from triton_deploy.build.spec import load_spec
             from triton_deploy.errors import SpecError
 
