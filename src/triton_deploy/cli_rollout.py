@@ -209,8 +209,9 @@ def rollout(
     scale_down_delay: Annotated[
         str | None,
         typer.Option(
-            help="After promotion, before the old color is scaled down (default: the server's "
-            "max connection age + grace + 10 s; must be longer than age + grace)."
+            help="After promotion, before the old color is scaled down (default: its connection "
+            "drain time, max connection age x 1.1 + grace, + shutdown.endpointPropagationSeconds; "
+            "at least the drain time)."
         ),
     ] = None,
     abort_scale_down_delay: Annotated[
@@ -319,8 +320,8 @@ def rollback(
     scale_down_delay: Annotated[
         str | None,
         typer.Option(
-            help="Before the color rolled back from is scaled down (default: max "
-            "connection age + grace + 10 s)."
+            help="Before the color rolled back from is scaled down (default: its connection "
+            "drain time + shutdown.endpointPropagationSeconds)."
         ),
     ] = None,
     keep_old_replicas: Annotated[

@@ -571,6 +571,17 @@ class RolloutCluster:
         self.helm("upgrade", RELEASE, str(CHART), "--install", "-f", str(path))
         self.wait_for(lambda: self.kubelet.ready_server("blue") is not None, 120, "blue ready")
         self.wait_for(lambda: self.proxy.state["active"] is not None, 30, "active Service routed")
+        self.wait_for(self._settled, 30, "blue's Deployment status and Pod written")
+
+    def _settled(self) -> bool:
+        cluster = self.emulator.cluster()
+        blue = cluster.get("apps/v1", "deployments", f"{FULLNAME}-blue") or {}
+        pods = [
+            p
+            for p in cluster.list_objects("v1", "pods")
+            if p["metadata"]["name"].startswith(f"{FULLNAME}-blue-")
+        ]
+        return (blue.get("status") or {}).get("availableReplicas") == 1 and len(pods) == 1
 
     def history(self) -> list[dict[str, Any]]:
         return list(json.loads(self.helm("history", RELEASE, "-o", "json").stdout))

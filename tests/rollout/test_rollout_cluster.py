@@ -320,7 +320,7 @@ def test_bad_arguments_change_nothing(cluster: RolloutCluster, tmp_path: Path) -
         (["--release", "nosuchrelease"], "not found"),
         (["--golden", str(tmp_path / "missing")], "no golden cases"),
         (["--slo", str(bad_slo)], "--slo"),
-        (["--scale-down-delay", "2s"], "not longer than blue's max connection age + grace"),
+        (["--scale-down-delay", "2s"], "shorter than blue's connection drain time (3 s"),
         (["--ready-timeout", "soon"], "expected a duration"),
         (["--chart", str(tmp_path)], "no Helm chart there"),
     ]

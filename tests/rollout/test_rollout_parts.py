@@ -365,3 +365,18 @@ def test_public_names_are_exported_and_sorted() -> None:
     assert len(set(rollout.__all__)) == len(rollout.__all__)  # the order: ruff's RUF022
     for name in rollout.__all__:
         assert hasattr(rollout, name), name
+
+
+def test_connection_drain_time_is_the_charts_own(chart: helm_python.Chart) -> None:
+    """The driver reads the drain time the chart writes on each Deployment, and computes the
+    same number when the annotation is missing."""
+    from triton_deploy.rollout import connection_drain_s
+
+    for grpc in ({}, {"maxConnectionAgeMs": 1500, "maxConnectionAgeGraceMs": 1000}):
+        values = copy.deepcopy(BASE_VALUES)
+        values["triton"]["grpc"] = grpc
+        blue = next(d for d in render(chart, values) if d["kind"] == "Deployment")
+        computed = chart.merge_values(values)
+        annotated = connection_drain_s(computed, "blue", blue)
+        assert annotated == connection_drain_s(computed, "blue", None)
+    assert annotated == 3.0  # 1.5 s x 1.1 + 1 s, rounded up

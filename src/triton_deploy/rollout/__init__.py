@@ -30,7 +30,7 @@ Errors (all ``RolloutError``, itself a ``triton_deploy.errors.TritonDeployError`
     └── RolloutFailed         a check failed (exit code 3: RolloutAborted, 4: SwitchedBack)
 """
 
-from ._driver import PROPAGATION_MARGIN_S, ReleaseState, RolloutDriver
+from ._driver import ReleaseState, RolloutDriver
 from ._errors import (
     ClusterError,
     ClusterUnreachable,
@@ -59,10 +59,15 @@ from ._record import (
     Settings,
     Target,
 )
-from ._release import Change, DeploymentStatus, ReleaseObjects, manifest_changes
+from ._release import (
+    Change,
+    DeploymentStatus,
+    ReleaseObjects,
+    connection_drain_s,
+    manifest_changes,
+)
 
 __all__ = [
-    "PROPAGATION_MARGIN_S",
     "Change",
     "CheckResult",
     "CheckStatus",
@@ -94,6 +99,7 @@ __all__ = [
     "SwitchedBack",
     "Target",
     "WindowStats",
+    "connection_drain_s",
     "lease_state",
     "manifest_changes",
     "parse_duration",

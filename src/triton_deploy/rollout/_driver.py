@@ -78,16 +78,14 @@ from ._release import (
     DeploymentStatus,
     ReleaseObjects,
     color_values,
-    connection_age_s,
+    connection_drain_s,
+    endpoint_propagation_s,
     manifest_changes,
     other_color,
 )
 
 __all__ = ["RolloutDriver"]
 
-#: Added to the server's max connection age + grace for the default scale-down delay: the time
-#: a Service change takes to reach every node (endpoints, kube-proxy).
-PROPAGATION_MARGIN_S = 10.0
 _COLOR_KEYS = ("enabled", "replicas", "modelRepository", "imageTag", "version")
 
 
@@ -283,26 +281,29 @@ class RolloutDriver:
             message=f"{state.live} already serves {request.target.describe()}",
         )
 
+    def _drain_s(self, state: ReleaseState, color: str) -> float:
+        name = state.objects.deployment(color)
+        return connection_drain_s(
+            state.values, color, self.cluster.get("apps/v1", "deployments", name)
+        )
+
     def _preflight(self, state: ReleaseState, record: RolloutRecord) -> None:
         """Checks of the release that must hold before any change (also when resuming)."""
         settings = record.settings
-        age, grace = connection_age_s(state.values, record.from_color)
-        if settings.scale_down_delay_s is None and age <= 0:
+        drain = self._drain_s(state, record.from_color)
+        if settings.scale_down_delay_s is None and drain <= 0:
             raise RolloutUsageError(
                 f"{record.from_color} runs without --grpc-max-connection-age "
                 "(triton.grpc.maxConnectionAgeMs is 0): its gRPC clients would never move to "
                 "the new color. Set triton.grpc.maxConnectionAgeMs, or give --scale-down-delay "
                 "explicitly if your clients reconnect by themselves"
             )
-        if (
-            settings.scale_down_delay_s is not None
-            and age > 0
-            and settings.scale_down_delay_s <= age + grace
-        ):
+        if settings.scale_down_delay_s is not None and settings.scale_down_delay_s < drain:
             raise RolloutUsageError(
-                f"--scale-down-delay {settings.scale_down_delay_s:g} s is not longer than "
-                f"{record.from_color}'s max connection age + grace ({age:g} s + {grace:g} s): "
-                "clients still connected to the old color would lose their connection"
+                f"--scale-down-delay {settings.scale_down_delay_s:g} s is shorter than "
+                f"{record.from_color}'s connection drain time ({drain:g} s: max connection age "
+                "x 1.1 + grace): clients still connected to the old color would lose their "
+                "connection"
             )
         metrics_on = bool(
             ((state.values.get("triton") or {}).get("metrics") or {}).get("enabled", True)
@@ -314,10 +315,10 @@ class RolloutDriver:
             )
 
     def _scale_down_delay(self, state: ReleaseState, record: RolloutRecord, color: str) -> float:
+        """The explicit delay, else the color's connection drain time + endpoint propagation."""
         if record.settings.scale_down_delay_s is not None:
             return record.settings.scale_down_delay_s
-        age, grace = connection_age_s(state.values, color)
-        return age + grace + PROPAGATION_MARGIN_S
+        return self._drain_s(state, color) + endpoint_propagation_s(state.values)
 
     # -- step 2: the idle color --------------------------------------------------------------------
     def _idle_overrides(self, state: ReleaseState, record: RolloutRecord) -> dict[str, Any]:
@@ -732,8 +733,8 @@ class RolloutDriver:
         delay = self._scale_down_delay(state, record, old)
         self._wait_until(
             _plus(record.promoted_at, delay),
-            f"scale-down delay ({delay:g} s: clients move off {old} within the max connection "
-            "age + grace)",
+            f"scale-down delay ({delay:g} s: clients move off {old} within its connection drain "
+            "time)",
         )
         keep = record.settings.keep_old_replicas
         current = self.refresh(state)
@@ -781,8 +782,8 @@ class RolloutDriver:
             record.switched_back_at = now()
             store.save(record)
         switched = record.switched_back_at or now()
-        age, grace = connection_age_s(current.values, new)
-        delay = max(record.settings.abort_scale_down_delay_s, age + grace + PROPAGATION_MARGIN_S)
+        drain = self._drain_s(current, new) + endpoint_propagation_s(current.values)
+        delay = max(record.settings.abort_scale_down_delay_s, drain)
         self._wait_until(_plus(switched, delay), f"{new} scaled down after {delay:g} s")
         current = self.refresh(state)
         if int((current.values.get(new) or {}).get("replicas") or 0) != 0 and current.live != new:

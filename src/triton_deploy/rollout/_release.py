@@ -14,6 +14,7 @@ Deployment is ``<active Service name>-<color>`` and carries the label ``color``;
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,9 @@ __all__ = [
     "ReleaseObjects",
     "color_values",
     "connection_age_s",
+    "connection_drain_s",
     "deep_merge",
+    "endpoint_propagation_s",
     "manifest_changes",
     "other_color",
 ]
@@ -190,6 +193,30 @@ def color_values(values: Mapping[str, Any], color: str) -> ColorValues:
         version=str(block.get("version") or ""),
         repository=dict(block.get("modelRepository") or {}),
     )
+
+
+DRAIN_ANNOTATION = "triton-deploy/connection-drain-seconds"
+
+
+def connection_drain_s(
+    values: Mapping[str, Any], color: str, deployment: Mapping[str, Any] | None = None
+) -> float:
+    """How long a color's clients take to leave it after a switch: the chart's
+    ``triton-deploy/connection-drain-seconds`` on the color's Deployment, else computed the
+    same way (max connection age x 1.1 for gRPC's jitter, + grace, rounded up); 0 when the
+    color runs without a max connection age (its clients never move by themselves)."""
+    annotations = ((deployment or {}).get("metadata") or {}).get("annotations") or {}
+    if annotations.get(DRAIN_ANNOTATION) not in (None, ""):
+        return float(annotations[DRAIN_ANNOTATION])
+    age, grace = connection_age_s(values, color)
+    return float(math.ceil(age * 1.1 + grace)) if age > 0 else 0.0
+
+
+def endpoint_propagation_s(values: Mapping[str, Any]) -> float:
+    """``shutdown.endpointPropagationSeconds``: how long a Service change takes to reach every
+    node (default 10 s when the chart has no such value)."""
+    value = (values.get("shutdown") or {}).get("endpointPropagationSeconds")
+    return float(value) if value is not None else 10.0
 
 
 def connection_age_s(values: Mapping[str, Any], color: str) -> tuple[float, float]:
