@@ -544,7 +544,8 @@ class RolloutDriver:
             )
         )
         self._say(f"{record.to_color} is fully available ({status.progress()})")
-        record.phase = Phase.ANALYZING
+        # A rollback goes back to a version that served before: no pre-promotion analysis.
+        record.phase = Phase.PROMOTING if record.kind == "rollback" else Phase.ANALYZING
 
     def preview_url(self, state: ReleaseState, settings: Settings) -> str:
         return settings.preview_url or state.objects.preview_url(self.access.namespace)
@@ -851,6 +852,10 @@ class RolloutDriver:
         store = self._store(state)
         last = store.current()
         if last is not None and last.in_progress:
+            if last.kind == "rollback":  # an interrupted rollback: finish it
+                self._say(f"resuming rollback {last.id} at step {last.phase.value}")
+                with self._lock(state, f"rollback {last.from_color}→{last.to_color}") as lock:
+                    return self._run(state, store, last, lock, request=None, promote=True)
             self._say(f"rollout {last.id} is in progress: aborting it instead")
             return self.abort(release, chart=chart)
         chart = chart or (last.chart if last else None)
