@@ -899,7 +899,8 @@ def _manifest(
 ) -> dict[str, Any]:
     models: dict[str, Any] = {}
     by_name = {r.model: r for r in build.results}
-    for entry in [*spec.models, *spec.ensembles]:
+    entries: list[ModelSpec | EnsembleSpec] = [*spec.models, *spec.ensembles]
+    for entry in entries:
         directory = staged / entry.name
         if not directory.exists():
             continue

@@ -1,9 +1,10 @@
 """``tdeploy rollout``, ``promote``, ``abort``, ``rollback`` and ``status``: blue/green rollouts
 of a triton-deploy Helm release.
 
-Registered on the main app by ``cli.py`` when the ``k8s`` extra (the kubernetes client) is
-installed. Thin wrappers over ``triton_deploy.rollout.RolloutDriver``: progress and every helm
-call go to stderr; ``--json`` prints the result on stdout.
+Registered on the main app by ``cli.py`` (``cli_rollout.register(app)``). Thin wrappers over
+``triton_deploy.rollout.RolloutDriver``, imported when a command runs (it needs the ``k8s``
+extra: the command says how to install it when missing). Progress and every helm call go to
+stderr; ``--json`` prints the result on stdout. Errors go through the app's one error exit.
 
 Exit codes: 0 done (or waiting for promotion with ``--manual``); 1 refused or failed before
 anything changed (bad arguments, unknown release, unreachable cluster, lock held); 3 aborted by
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,21 +26,8 @@ from rich.table import Table
 
 from triton_deploy.errors import TritonDeployError
 
-if importlib.util.find_spec("kubernetes") is None:  # cli.py then leaves the commands out
-    raise ImportError("tdeploy rollout needs the k8s extra: pip install 'triton-deploy[k8s]'")
-
-from triton_deploy.rollout import (
-    ClusterAccess,
-    RolloutDriver,
-    RolloutError,
-    RolloutFailed,
-    RolloutRecord,
-    RolloutRequest,
-    RolloutUsageError,
-    Settings,
-    Target,
-    parse_duration,
-)
+if TYPE_CHECKING:
+    from triton_deploy.rollout import ClusterAccess, RolloutDriver, RolloutRecord
 
 __all__ = ["abort", "promote", "register", "rollback", "rollout", "status"]
 
@@ -69,22 +57,41 @@ Chart = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
+def _rollout_package() -> Any:
+    if importlib.util.find_spec("kubernetes") is None:
+        from triton_deploy.clients import UsageError
+
+        raise UsageError(
+            "tdeploy rollout/promote/abort/rollback/status need the k8s extra: "
+            "pip install 'triton-deploy[k8s]' (and the helm CLI)"
+        )
+    import triton_deploy.rollout
+
+    return triton_deploy.rollout
+
+
 def _access(
     namespace: str, kubeconfig: str | None, context: str | None, helm: str
 ) -> ClusterAccess:
+    rollout = _rollout_package()
     try:
-        return ClusterAccess(namespace=namespace, kubeconfig=kubeconfig, context=context, helm=helm)
+        access: ClusterAccess = rollout.ClusterAccess(
+            namespace=namespace, kubeconfig=kubeconfig, context=context, helm=helm
+        )
     except ValueError:
-        _fail(Console(stderr=True), f"--namespace {namespace!r} is not a valid namespace name")
+        raise rollout.RolloutUsageError(
+            f"--namespace {namespace!r} is not a valid namespace name"
+        ) from None
+    return access
 
 
-def _fail(console: Console, message: str, code: int = 1) -> NoReturn:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=code)
+def _driver(access: ClusterAccess, console: Console) -> RolloutDriver:
+    driver: RolloutDriver = _rollout_package().RolloutDriver(access, console=console)
+    return driver
 
 
 def _duration(text: str | None, option: str) -> float | None:
-    return None if text is None else parse_duration(text, option)
+    return None if text is None else float(_rollout_package().parse_duration(text, option))
 
 
 def _record_json(record: RolloutRecord | None, driver: RolloutDriver) -> dict[str, Any]:
@@ -103,28 +110,23 @@ def _finish(
     as_json: bool,
     failed_ok: bool = False,
 ) -> None:
-    """Run ``run()`` and turn its outcome into output and an exit code."""
+    """Run ``run()``; print the record (``--json``); a failed check exits with its own code
+    (3 aborted, 4 switched back), any other error goes to the app's error exit (1)."""
+    failed = _rollout_package().RolloutFailed
     record: RolloutRecord | None = None
     code = 0
     try:
         record = run()
-    except RolloutFailed as exc:
+    except failed as exc:
         record = exc.record
         console.print(f"[bold red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
-        code = 0 if failed_ok else exc.exit_code
-    except RolloutError as exc:
-        driver.close()
-        if as_json:
-            print(
-                json.dumps(
-                    {"error": str(exc), "exit_code": exc.exit_code} | _record_json(None, driver)
-                )
-            )
-        _fail(console, str(exc), exc.exit_code)
+        code = 0 if failed_ok else int(exc.exit_code)
     except TritonDeployError as exc:
+        if as_json:
+            print(json.dumps({"error": str(exc)} | _record_json(None, driver), indent=2))
+        raise
+    finally:
         driver.close()
-        _fail(console, str(exc))
-    driver.close()
     if as_json:
         print(json.dumps(_record_json(record, driver), indent=2))
     if code:
@@ -236,8 +238,9 @@ def rollout(
     """
     console = Console(stderr=True)
     access = _access(namespace, kubeconfig, context, helm)
+    rollout_package = _rollout_package()
     try:
-        settings = Settings(
+        settings = rollout_package.Settings(
             ready_timeout_s=_duration(ready_timeout, "--ready-timeout") or 0.0,
             analysis_window_s=_duration(analysis_window, "--analysis-window") or 0.0,
             analysis_interval_s=_duration(analysis_interval, "--analysis-interval") or 1.0,
@@ -250,10 +253,12 @@ def rollout(
             keep_old_replicas=keep_old_replicas,
             preview_url=preview_url,
         )
-        request = RolloutRequest(
+        request = rollout_package.RolloutRequest(
             release=release,
             chart=chart,
-            target=Target(model_repository=model_repository, image_tag=image_tag, version=version),
+            target=rollout_package.Target(
+                model_repository=model_repository, image_tag=image_tag, version=version
+            ),
             mode="manual" if manual else "auto",
             settings=settings,
             slo=slo,
@@ -264,11 +269,9 @@ def rollout(
             models=model or [],
             reports=reports,
         )
-    except RolloutUsageError as exc:
-        _fail(console, str(exc))
-    except ValueError as exc:
-        _fail(console, _pydantic_message(exc))
-    driver = RolloutDriver(access, console=console)
+    except ValueError as exc:  # pydantic's, naming the option's field
+        raise rollout_package.RolloutUsageError(_pydantic_message(exc)) from None
+    driver = _driver(access, console)
     _finish(driver, console, lambda: driver.rollout(request), as_json=as_json)
 
 
@@ -286,7 +289,7 @@ def promote(
     Then the post-promotion analysis and the old color's scale-down run as the rollout asked.
     """
     console = Console(stderr=True)
-    driver = RolloutDriver(_access(namespace, kubeconfig, context, helm), console=console)
+    driver = _driver(_access(namespace, kubeconfig, context, helm), console)
     _finish(driver, console, lambda: driver.promote(release, chart=chart), as_json=as_json)
 
 
@@ -304,7 +307,7 @@ def abort(
     Traffic is switched back first when the new color had already been promoted.
     """
     console = Console(stderr=True)
-    driver = RolloutDriver(_access(namespace, kubeconfig, context, helm), console=console)
+    driver = _driver(_access(namespace, kubeconfig, context, helm), console)
     _finish(
         driver, console, lambda: driver.abort(release, chart=chart), as_json=as_json, failed_ok=True
     )
@@ -338,12 +341,9 @@ def rollback(
     and traffic switches once it is fully available.
     """
     console = Console(stderr=True)
-    driver = RolloutDriver(_access(namespace, kubeconfig, context, helm), console=console)
-    try:
-        timeout = parse_duration(ready_timeout, "--ready-timeout")
-        delay = _duration(scale_down_delay, "--scale-down-delay")
-    except RolloutUsageError as exc:
-        _fail(console, str(exc))
+    driver = _driver(_access(namespace, kubeconfig, context, helm), console)
+    timeout = _duration(ready_timeout, "--ready-timeout") or 0.0
+    delay = _duration(scale_down_delay, "--scale-down-delay")
 
     def run() -> RolloutRecord:
         return driver.rollback(
@@ -367,13 +367,11 @@ def status(
 ) -> None:
     """The live color, both colors (image, repository, version, models, replicas), the last rollout."""
     console = Console(stderr=True)
-    driver = RolloutDriver(_access(namespace, kubeconfig, context, helm), console=console)
+    driver = _driver(_access(namespace, kubeconfig, context, helm), console)
     try:
         report = driver.status(release)
-    except TritonDeployError as exc:
+    finally:
         driver.close()
-        _fail(console, str(exc), getattr(exc, "exit_code", 1))
-    driver.close()
     if as_json:
         print(json.dumps(report, indent=2))
         return
