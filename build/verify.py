@@ -93,25 +93,6 @@ def verify_server(
     those of ``InferenceClient``. A server that cannot be reached is a ``VerificationError``; a
     bad option a ``UsageError``; a model whose request fails is a failed row of the report.
     """
-    repository = Path(repository)
-    if not repository.is_dir():
-        raise VerificationError(f"model repository {repository} does not exist")
-    cases = load_golden_cases(repository)
-    if not cases:
-        raise VerificationError(
-            f"{repository} holds no golden cases (*/golden.npz): build it with `tdeploy build`"
-        )
-    names = models or sorted(cases)
-    unknown = sorted(set(names) - set(cases))
-    if unknown:
-        raise VerificationError(
-            f"no golden case for {unknown} in {repository}; it has {sorted(cases)}"
-        )
-    overrides: dict[str, Tolerance] = {}
-    if spec is not None:
-        overrides = {m.name: m.tolerance for m in spec.models} | {
-            e.name: e.tolerance for e in spec.ensembles
-        }
     client = InferenceClient(
         url,
         timeout=timeout,
@@ -121,7 +102,26 @@ def verify_server(
         private_key=private_key,
         certificate_chain=certificate_chain,
     )
-    with client:
+    with client:  # the options are checked first (a bad TLS file before anything else)
+        repository = Path(repository)
+        if not repository.is_dir():
+            raise VerificationError(f"model repository {repository} does not exist")
+        cases = load_golden_cases(repository)
+        if not cases:
+            raise VerificationError(
+                f"{repository} holds no golden cases (*/golden.npz): build it with `tdeploy build`"
+            )
+        names = models or sorted(cases)
+        unknown = sorted(set(names) - set(cases))
+        if unknown:
+            raise VerificationError(
+                f"no golden case for {unknown} in {repository}; it has {sorted(cases)}"
+            )
+        overrides: dict[str, Tolerance] = {}
+        if spec is not None:
+            overrides = {m.name: m.tolerance for m in spec.models} | {
+                e.name: e.tolerance for e in spec.ensembles
+            }
         try:
             if not client.is_server_live():
                 raise VerificationError(f"server at {url} is not live")

@@ -153,13 +153,31 @@ def test_headers_and_token_from_one_environment_variable_each() -> None:
             connection(1.0, None, None, False, None, None, None)
 
 
-def test_every_command_fails_with_one_error_line() -> None:
+def test_every_command_fails_with_one_error_line(tmp_path: Path) -> None:
     """One error exit for every command: build, verify, infer, health, loadtest."""
+    import numpy as np
+
+    from triton_deploy.build.golden import GoldenCase, golden_case_path
+
     nowhere = f"127.0.0.1:{free_port()}"
+    repository = tmp_path / "model_repository"
+    (repository / "m").mkdir(parents=True)
+    one = {"x": np.zeros((1, 2), np.float32)}
+    GoldenCase(one, one).save(golden_case_path(repository, "m"))
     cases = [
         (["build", "--spec", "/no/such/models.yaml"], "/no/such/models.yaml"),
         (
-            ["verify", "--url", nowhere, "--timeout", "0.5", "--model", "nope"],
+            [
+                "verify",
+                "--url",
+                nowhere,
+                "--timeout",
+                "0.5",
+                "--repository",
+                str(repository),
+                "--model",
+                "nope",
+            ],
             "no golden case for ['nope']",
         ),
         (["verify", "--url", nowhere, "--timeout", "0.5", "--key", "/no/key.pem"], "--key"),
