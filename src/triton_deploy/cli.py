@@ -118,9 +118,29 @@ def serve(
             "--triton-arg", help="Extra tritonserver flag, e.g. --triton-arg=--log-verbose=1."
         ),
     ] = None,
+    trace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trace",
+            metavar="SETTING=VALUE",
+            help="Trace requests (repeatable), as Triton's --trace-config: file=PATH (JSON "
+            "files: the inference log), level=TIMESTAMPS|TENSORS (TENSORS: inputs and outputs), "
+            "rate=N (every N-th request), count=N, log-frequency=N (traces per file, default "
+            "100); or url=http://COLLECTOR:4318/v1/traces for OpenTelemetry.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
+    from triton_deploy.observability import TraceSettings
     from triton_deploy.runtime.server import TritonServer
+
+    tracing = None
+    if trace:
+        try:
+            tracing = TraceSettings.parse(trace)
+            tracing.prepare()
+        except TritonDeployError as exc:
+            raise fail(exc) from None
 
     server = TritonServer(
         repository,
@@ -129,7 +149,7 @@ def serve(
         metrics_port=metrics_port,
         address=address,
         exit_timeout_s=exit_timeout,
-        extra_args=triton_arg or [],
+        extra_args=[*(triton_arg or []), *(tracing.args() if tracing else [])],
         on_log_line=(lambda line: print(line, file=sys.stderr, flush=True)) if log_server else None,
     )
     stop = threading.Event()
@@ -153,7 +173,8 @@ def serve(
     console.print(
         f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
         f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}\n  metrics  {server.metrics_url}\n"
-        f"  try:     tdeploy health --url {server.grpc_url}\n"
+        + (f"  traces   {tracing.describe()}\n" if tracing else "")
+        + f"  try:     tdeploy health --url {server.grpc_url}\n"
         f"           tdeploy verify --url {server.grpc_url}\n"
         "  stop:    Ctrl-C"
     )
@@ -201,9 +222,12 @@ def verify(
 def _register_sub_commands() -> None:
     """Commands that live beside their stage: the client's and the load tests'."""
     from triton_deploy.cli_client import health, infer
+    from triton_deploy.cli_monitor import inference_log, monitor
 
     app.command()(infer)
     app.command()(health)
+    app.command()(monitor)
+    app.command("inference-log")(inference_log)
     try:
         from triton_deploy.cli_loadtest import loadtest
     except ImportError:  # the loadtest extra (locust) is not installed
