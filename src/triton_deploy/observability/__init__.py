@@ -12,7 +12,14 @@ Only numpy, pydantic and prometheus_client are needed to read logs and judge the
 matplotlib and Parquet needs pyarrow (both in the ``monitor`` extra).
 """
 
-from triton_deploy.observability._drift import FeatureDrift, TensorDrift, ks_statistic, psi
+from triton_deploy.observability._drift import (
+    Buckets,
+    FeatureDrift,
+    TensorDrift,
+    buckets,
+    ks_statistic,
+    psi,
+)
 from triton_deploy.observability._inference_log import (
     CHART_TRACE_FILE,
     InferenceLog,
@@ -50,6 +57,7 @@ from triton_deploy.observability._trace_settings import DEFAULT_LOG_FREQUENCY, T
 __all__ = [
     "CHART_TRACE_FILE",
     "DEFAULT_LOG_FREQUENCY",
+    "Buckets",
     "Check",
     "FeatureDrift",
     "InferenceLog",
@@ -64,6 +72,7 @@ __all__ = [
     "Thresholds",
     "TraceSettings",
     "TraceTensor",
+    "buckets",
     "exposed_samples",
     "find_trace_files",
     "ks_statistic",

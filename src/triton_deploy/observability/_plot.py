@@ -75,29 +75,27 @@ def plot_distributions(report: MonitorReport, path: Path) -> Path | None:
 
 
 def _draw(ax: Any, feature: FeatureDrift) -> None:
-    ref, live = feature.reference, feature.live
-    if ref.dtype == object or live.dtype == object or feature.kind == "categorical":
-        labels = [str(v.decode() if isinstance(v, bytes) else v) for v in ref.tolist()]
-        live_labels = [str(v.decode() if isinstance(v, bytes) else v) for v in live.tolist()]
-        categories = list(
-            dict.fromkeys(sorted(set(labels)) + sorted(set(live_labels) - set(labels)))
-        )[:12]
-        x = np.arange(len(categories))
-        ref_share = [labels.count(k) / max(len(labels), 1) for k in categories]
-        live_share = [live_labels.count(k) / max(len(live_labels), 1) for k in categories]
+    b = feature.buckets
+    if b.kind == "categorical":
+        # The buckets the PSI used: reference values (or categories) and "other".
+        keep = [i for i in range(len(b.labels)) if b.reference[i] or b.live[i]][:12]
+        x = np.arange(len(keep))
+        ref_share = b.reference[keep] / max(b.reference.sum(), 1)
+        live_share = b.live[keep] / max(b.live.sum(), 1)
         ax.bar(x - 0.2, ref_share, width=0.4, label="golden", alpha=0.7)
         ax.bar(x + 0.2, live_share, width=0.4, label="live", alpha=0.7)
-        ax.set_xticks(x, [k[:10] for k in categories], rotation=45, fontsize=7)
+        ax.set_xticks(x, [b.labels[i][:12] for i in keep], rotation=45, fontsize=7)
         ax.set_ylabel("share")
         return
-    r = ref.astype(np.float64)
-    v = live.astype(np.float64)
+    r = feature.reference.astype(np.float64)
+    v = feature.live.astype(np.float64)
     r, v = r[np.isfinite(r)], v[np.isfinite(v)]
     both = np.concatenate([r, v])
     if both.size == 0:
         ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
         return
-    bins = np.linspace(both.min(), both.max() if both.max() > both.min() else both.min() + 1, 30)
+    low, high = float(both.min()), float(both.max())
+    bins = np.linspace(low, high if high > low else low + 1.0, 30)
     ax.hist(r, bins=bins, density=True, alpha=0.5, label="golden")
     ax.hist(v, bins=bins, density=True, alpha=0.5, label="live")
     ax.set_ylabel("density")
