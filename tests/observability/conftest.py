@@ -27,7 +27,8 @@ class Run:
     repository: Path
     trace_dir: Path
     sent: list[Sent]
-    metrics_text: str
+    metrics_text: str  # scraped right after the load, server still up
+    metrics_under_load: list[str]  # scraped every 0.3 s while the load ran
     server_log: list[str]
 
 
@@ -70,9 +71,11 @@ def traced_run(repository: Path, trace_dir: Path, feed: Feed, requests: int) -> 
         finally:
             done.set()
             scraper.join(timeout=10)
+        with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
+            final = reply.read().decode()
         log = list(server.log)
     assert texts, "no /metrics scrape happened while the load ran"
-    return Run(repository, trace_dir, sent, texts[-1], log)
+    return Run(repository, trace_dir, sent, final, texts, log)
 
 
 @pytest.fixture(scope="session")
