@@ -189,15 +189,18 @@ def monitor(
                 min_samples=min_samples,
             )
         except ValidationError as exc:
+            flags = {"max_nonfinite_ratio": "max_nonfinite"}
             raise ObservabilityError(
-                "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                "; ".join(
+                    f"--{flags.get(str(e['loc'][0]), str(e['loc'][0])).replace('_', '-')}: {e['msg']}"
+                    for e in exc.errors()
+                )
             ) from None
         golden = load_golden_cases(repository) if log else {}
         batched: dict[str, bool] = {}
-        if repository.is_dir():
-            batched = {
-                n: m.config.max_batch_size > 0 for n, m in read_repository(repository).items()
-            }
+        if any(repository.glob("*/config.pbtxt")):
+            models = read_repository(repository)
+            batched = {name: m.config.max_batch_size > 0 for name, m in models.items()}
         if log and not golden:
             console.print(
                 f"[yellow]note[/]: no golden cases for {repository} "

@@ -193,9 +193,9 @@ def parse_trace_text(raw: bytes, *, source: str = "<trace>") -> list[RawTrace]:
             if m["parent"] is not None:
                 trace.parent_id = int(m["parent"])
         else:
+            at = raw.index(b"{", head.start())
             raise ObservabilityError(
-                f"{source}: unreadable trace record at byte {head.start()}: "
-                f"{raw[head.start() : head.start() + 80]!r}"
+                f"{source}: unreadable trace record at byte {at}: {raw[at : at + 80]!r}"
             )
         pos = m.end()
     # A child trace (an ensemble step) carries no request id of its own when the request had one.
@@ -259,6 +259,8 @@ def read_trace_files(paths: Iterable[Path]) -> TraceFileSet:
     incomplete: list[Path] = []
     for path in find_trace_files(paths):
         raw = path.read_bytes()
+        if raw.strip() and not raw.lstrip().startswith(b"["):
+            raise ObservabilityError(f"{path}: not a Triton trace file (no JSON list)")
         if raw.strip() and not raw.rstrip().endswith(b"]"):
             incomplete.append(path)  # Triton is still writing it
             continue
