@@ -187,5 +187,5 @@ def test_rows_files_must_be_json_lines(tmp_path: Path) -> None:
     with pytest.raises(ObservabilityError, match="not an inference log row"):
         read_rows(rows)
     rows.write_text("{not json\n")
-    with pytest.raises(ObservabilityError, match="rows.jsonl:1: not a JSON line"):
+    with pytest.raises(ObservabilityError, match=r"rows\.jsonl:1: not a JSON line"):
         read_rows(rows)
