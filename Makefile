@@ -8,17 +8,26 @@ GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
 STAMP := $(VENV)/.installed
+# checkov (the chart's security scan, tests/charts) pins packaging<24, networkx<2.7 and
+# importlib-metadata<8, which the project's own environment cannot take: it gets its own venv.
+CHECKOV_VENV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: install up build serve verify test lint format bench loadtest loadtest-staging clean
 
-# Idempotent: re-installs only when pyproject.toml changed.
-install: $(STAMP)
+# Idempotent: re-installs only when pyproject.toml (or .ci/checkov-requirements.txt) changed.
+install: $(STAMP) $(CHECKOV_STAMP)
 $(STAMP): pyproject.toml
 	@bash .ci/system-deps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
+
+$(CHECKOV_STAMP): .ci/checkov-requirements.txt $(STAMP)
+	@test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r .ci/checkov-requirements.txt
+	@touch $(CHECKOV_STAMP)
 
 build: install
 	$(TDEPLOY) build

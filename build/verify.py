@@ -1,11 +1,12 @@
 """``tdeploy verify``: the live server against the source frameworks.
 
-The build runs held-out inputs through the source framework in-process (torch, xgboost, the
-shared feature and pre/post-processing code) and stores inputs and outputs as golden cases
-(``.tdeploy/<repository>/<model>.npz``). Verify sends those inputs to the server over gRPC
-and compares every output: integers exactly, floats within the model's tolerance from the
-spec. Only numpy and tritonclient run here, so a staging endpoint can be verified from a
-machine without torch.
+The build runs each model's samples through its source framework in-process (onnxruntime,
+torch, xgboost, lightgbm, the Python model's own code; ensembles step by step) and keeps the
+inputs, the outputs and the tolerance as the model's golden case inside the repository
+(``<repository>/<model>/golden.npz``). Verify sends those inputs to the server over gRPC and
+compares every output: integers and strings exactly, floats within the tolerance. It needs
+only the repository folder (from any working directory), numpy and tritonclient, so a staging
+endpoint can be checked from a machine without torch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from rich.table import Table
 from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.golden import load_golden_cases
 from triton_deploy.build.pipeline import parity
 from triton_deploy.build.spec import BuildSpec, Tolerance
 from triton_deploy.errors import VerificationError
@@ -70,6 +71,26 @@ class VerificationReport:
         return table
 
 
+def _infer_one(
+    client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str]
+) -> dict[str, np.ndarray]:
+    """One request with the case's inputs as they are (a model without a batch dimension)."""
+    import tritonclient.grpc as grpcclient
+
+    request = []
+    for name, value in inputs.items():
+        tensor = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+        tensor.set_data_from_numpy(value)
+        request.append(tensor)
+    result = client.infer(
+        model,
+        request,
+        outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
+        client_timeout=60,
+    )
+    return {name: result.as_numpy(name) for name in outputs}
+
+
 def _infer(
     client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str], batch: int
 ) -> dict[str, np.ndarray]:
@@ -95,24 +116,43 @@ def _infer(
     return {name: np.concatenate(parts) for name, parts in collected.items()}
 
 
-def _tolerances(spec: BuildSpec) -> dict[str, Tolerance]:
-    return {m.name: m.tolerance for m in spec.models} | {
-        e.name: e.tolerance for e in spec.ensembles
-    }
-
-
 def verify_server(
-    url: str, repository: Path, spec: BuildSpec, *, models: list[str] | None = None
+    url: str,
+    repository: Path,
+    spec: BuildSpec | None = None,
+    *,
+    models: list[str] | None = None,
 ) -> VerificationReport:
+    """Check every model with a golden case in ``repository`` (or ``models``) on ``url``.
+
+    The golden cases and their tolerances live in the repository itself, so no spec is needed;
+    a given ``spec`` overrides the tolerances.
+    """
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    cases_dir = artifacts_directory(repository)
-    tolerances = _tolerances(spec)
-    names = models or list(tolerances)
-    unknown = sorted(set(names) - set(tolerances))
+    from triton_deploy.runtime.repository import read_repository
+
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise VerificationError(f"model repository {repository} does not exist")
+    cases = load_golden_cases(repository)
+    if not cases:
+        raise VerificationError(
+            f"{repository} holds no golden cases (*/golden.npz): build it with `tdeploy build`"
+        )
+    names = models or sorted(cases)
+    unknown = sorted(set(names) - set(cases))
     if unknown:
-        raise VerificationError(f"unknown model(s) {unknown}; the spec has {sorted(tolerances)}")
+        raise VerificationError(
+            f"no golden case for {unknown} in {repository}; it has {sorted(cases)}"
+        )
+    overrides: dict[str, Tolerance] = {}
+    if spec is not None:
+        overrides = {m.name: m.tolerance for m in spec.models} | {
+            e.name: e.tolerance for e in spec.ensembles
+        }
+    batch_sizes = {name: m.config.max_batch_size for name, m in read_repository(repository).items()}
     client = grpcclient.InferenceServerClient(url)
     try:
         if not client.is_server_live():
@@ -120,24 +160,19 @@ def verify_server(
     except InferenceServerException as exc:
         raise VerificationError(f"cannot reach a Triton server at {url}: {exc.message()}") from None
     report = VerificationReport()
-    batch_sizes = {m.name: m.max_batch_size for m in spec.models} | {
-        e.name: e.max_batch_size for e in spec.ensembles
-    }
     for name in names:
-        tol = tolerances[name]
+        case = cases[name]
+        tol = overrides.get(name) or Tolerance(atol=case.atol, rtol=case.rtol)
         tol_text = f"atol {tol.atol:g} rtol {tol.rtol:g}"
-        path = cases_dir / f"{name}.npz"
-        if not path.exists():
-            raise VerificationError(
-                f"no golden case for '{name}' in {cases_dir}: run `tdeploy build` first"
-            )
         if not client.is_model_ready(name):
             report.rows.append(Row(name, "*", 0.0, "not loaded on this server", True, "skipped"))
             continue
-        case = GoldenCase.load(path)
+        batching = batch_sizes.get(name, 0) > 0
         try:
-            served = _infer(
-                client, name, case.inputs, list(case.expected), max(batch_sizes[name], 1)
+            served = (
+                _infer(client, name, case.inputs, list(case.expected), batch_sizes.get(name, 0))
+                if batching
+                else _infer_one(client, name, case.inputs, list(case.expected))
             )
         except InferenceServerException as exc:
             report.rows.append(
@@ -145,32 +180,20 @@ def verify_server(
             )
             continue
         for output, expected in case.expected.items():
-            got = served[output]
-            if got.shape[1:] != expected.shape[1:] and got.ndim == expected.ndim:
-                got = got[:, : expected.shape[1]]  # e.g. top-1 of a top-k output
-            if output in case.exact:
-                mismatches = int((got != expected).sum())
-                report.rows.append(
-                    Row(
-                        name,
-                        output,
-                        float(mismatches),
-                        "exact",
-                        mismatches == 0,
-                        f"{mismatches} mismatches" if mismatches else "exact match",
-                    )
+            check = parity(served[output], expected, tol.atol, tol.rtol)
+            exact = output in case.exact
+            note = check.get("problem") or (
+                "exact match" if exact else f"{check['samples']} samples"
+            )
+            report.rows.append(
+                Row(
+                    name,
+                    output,
+                    check["max_abs_diff"],
+                    "exact" if exact else tol_text,
+                    check["passed"],
+                    note,
                 )
-            else:
-                check = parity(got, expected, tol.atol, tol.rtol)
-                report.rows.append(
-                    Row(
-                        name,
-                        output,
-                        check["max_abs_diff"],
-                        tol_text,
-                        check["passed"],
-                        check.get("problem", f"{check['samples']} samples"),
-                    )
-                )
+            )
     client.close()
     return report

@@ -1,7 +1,7 @@
 """Realistic request payloads: held-out digit images and synthetic ad impressions.
 
 - ``digits_images(seed)``: the held-out split of scikit-learn's bundled digits, scaled to uint8
-  exactly as ``triton_deploy.build.recipes.digits.load_splits(seed)`` does (same stratified
+  exactly as ``triton_deploy.build.examples.digits.recipe.load_splits(seed)`` does (same stratified
   shuffle), without importing torch (the recipe module does).
 - ``impression_pool(n, seed, tail_share)``: impressions from the ctr recipe's generator, with
   ``tail_share`` of the categorical values rare or never seen in training (numpy only).
@@ -51,7 +51,7 @@ def digits_images(seed: int = 0, test_fraction: float = 0.2) -> npt.NDArray[np.u
 @functools.cache
 def impression_pool(n: int = 4096, seed: int = 0, tail_share: float = 0.03) -> tuple[Any, ...]:
     """``n`` impressions (dicts of the ctr ensemble's eight input fields)."""
-    from triton_deploy.build.recipes.ctr_data import generate_impressions
+    from triton_deploy.build.examples.ctr.ctr_data import generate_impressions
 
     return tuple(generate_impressions(n, seed=seed, tail_share=tail_share))
 

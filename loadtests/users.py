@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from locust import between, task
 from locust.env import Environment
 
-from triton_deploy.build.recipes.digits_features import preprocess
+from triton_deploy.build.examples.digits.digits_features import preprocess
 from triton_deploy.clients import CtrClient
 
 from .grpc_user import TritonGrpcUser

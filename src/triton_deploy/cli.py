@@ -28,7 +28,6 @@ app = typer.Typer(
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_SPEC = Path("build/models.yaml")
 DEFAULT_REPOSITORY = Path("model_repository")
 
 
@@ -55,41 +54,72 @@ def fail(exc: TritonDeployError) -> typer.Exit:
 @app.command()
 def build(
     spec: Annotated[
-        Path, typer.Option(help="The build spec.", envvar="TDEPLOY_SPEC")
-    ] = DEFAULT_SPEC,
+        Path | None,
+        typer.Option(
+            help="The build spec [default: ./models.yaml, else ./build/models.yaml].",
+            envvar="TDEPLOY_SPEC",
+        ),
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Model repository to write.", envvar="TDEPLOY_REPOSITORY")
     ] = DEFAULT_REPOSITORY,
     only: Annotated[
-        list[str] | None, typer.Option(help="Build only these models (repeatable).")
+        list[str] | None,
+        typer.Option(help="Rebuild only these models (and what depends on them); repeatable."),
     ] = None,
     force: Annotated[
         bool, typer.Option(help="Rebuild even when the repository is up to date.")
     ] = False,
+    allow_failed: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the repository even when a model fails its parity check "
+            "(the manifest marks it FAIL; `tdeploy serve` refuses it unless told otherwise)."
+        ),
+    ] = False,
 ) -> None:
-    """Train the recipes and write a Triton model repository (configs, weights, manifest)."""
+    """Build a Triton model repository from model files (and recipes): configs, converted
+    models, golden cases, manifest. The repository is replaced only by a build that passed."""
     from triton_deploy.build.pipeline import build_repository
-    from triton_deploy.build.spec import load_spec
+    from triton_deploy.build.spec import find_spec, load_spec
 
     try:
+        spec_path = find_spec(spec)
         report = build_repository(
-            load_spec(spec), out, only=set(only) if only else None, force=force, console=console
+            load_spec(spec_path),
+            out,
+            only=set(only) if only else None,
+            force=force,
+            allow_failed=allow_failed,
+            console=console,
         )
     except TritonDeployError as exc:
         raise fail(exc) from None
+    except KeyboardInterrupt:
+        console.print(f"[bold red]interrupted:[/] {out} is left exactly as it was")
+        raise typer.Exit(code=130) from None
     if report.up_to_date:
-        console.print(f"{report.repository} is up to date with {spec} (use --force to rebuild)")
+        console.print(
+            f"{report.repository} is up to date with {spec_path} (use --force to rebuild)"
+        )
         return
     console.print(report.table())
     for skipped in report.skipped:
         console.print(f"[yellow]skipped[/] {skipped.model}: {skipped.detail}")
     if report.failed:
+        kept = (
+            "the repository was replaced anyway (--allow-failed)"
+            if report.swapped
+            else f"{report.repository} is left as it was"
+        )
         raise fail(
             TritonDeployError(
                 f"{len(report.failed)} model(s) failed: "
                 + ", ".join(r.model for r in report.failed)
+                + f"; {kept}"
             )
         )
+    console.print(f"[bold green]built[/] {report.repository}")
 
 
 @app.command()
@@ -203,7 +233,10 @@ def verify(
             help="The built repository (for its golden cases).", envvar="TDEPLOY_REPOSITORY"
         ),
     ] = DEFAULT_REPOSITORY,
-    spec: Annotated[Path, typer.Option(help="The build spec (tolerances).")] = DEFAULT_SPEC,
+    spec: Annotated[
+        Path | None,
+        typer.Option(help="A build spec whose tolerances override the golden cases' own."),
+    ] = None,
     model: Annotated[list[str] | None, typer.Option(help="Only these models (repeatable).")] = None,
 ) -> None:
     """Send held-out inputs to a live server and compare with the source frameworks."""
@@ -211,7 +244,9 @@ def verify(
     from triton_deploy.build.verify import verify_server
 
     try:
-        report = verify_server(url, repository, load_spec(spec), models=model)
+        report = verify_server(
+            url, repository, load_spec(spec) if spec is not None else None, models=model
+        )
     except TritonDeployError as exc:
         raise fail(exc) from None
     Console().print(report.table())
@@ -222,8 +257,10 @@ def verify(
 def _register_sub_commands() -> None:
     """Commands that live beside their stage: the client's and the load tests'."""
     from triton_deploy.cli_client import health, infer
+    from triton_deploy.cli_init import init
     from triton_deploy.cli_monitor import inference_log, monitor
 
+    app.command()(init)
     app.command()(infer)
     app.command()(health)
     app.command()(monitor)

@@ -7,14 +7,14 @@ import random
 import numpy as np
 import pytest
 
-from triton_deploy.build.recipes.ctr_data import CATEGORIES
+from triton_deploy.build.examples.ctr.ctr_data import CATEGORIES
 from triton_deploy.loadtests.payloads import digits_images, impression_pool, page_view
 
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_digits_images_are_the_recipes_held_out_split(seed: int) -> None:
     pytest.importorskip("torch")  # the recipe module imports it; ours must not need it
-    from triton_deploy.build.recipes.digits import load_splits
+    from triton_deploy.build.examples.digits.recipe import load_splits
 
     expected = load_splits(seed).test_images
     images = digits_images(seed)

@@ -72,7 +72,7 @@ def test_verify_every_model_against_its_source_framework(
 
 
 def test_ensembles_answer_with_sensible_values(client: grpcclient.InferenceServerClient) -> None:
-    from triton_deploy.build.recipes.digits import load_splits
+    from triton_deploy.build.examples.digits.recipe import load_splits
 
     splits = load_splits(seed=20261122)
     result = client.infer("digits", [_tensor("IMAGES", splits.test_images[:64])])

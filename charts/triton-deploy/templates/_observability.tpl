@@ -1,16 +1,16 @@
 {{/*
 Tracing and metrics settings of the Triton container: --trace-config, --metrics-config, and the
-env, volume and mount tracing needs. Every helper takes (dict "root" $ "color" "blue").
+env, volume and mount tracing needs. Every helper takes the pod context of deployment.yaml,
+(dict "values" $v "color" "blue" "fullname" "<fullname>"), $v with the color's overrides applied
+(so <color>.triton.trace and <color>.triton.metrics are already merged in).
 */}}
 
 {{/*
-A color's trace block: triton.trace with <color>.triton.trace (when set) deep-merged over it.
-Rendered as YAML; read it back with fromYaml.
+A color's trace block (empty when the values have none). Rendered as YAML; read it back with
+fromYaml.
 */}}
 {{- define "triton-deploy.traceValues" -}}
-{{- $base := deepCopy (default (dict) .root.Values.triton.trace) }}
-{{- $over := dig "triton" "trace" (dict) (index .root.Values .color) }}
-{{- toYaml (mergeOverwrite $base (deepCopy $over)) }}
+{{- toYaml (default (dict) .values.triton.trace) }}
 {{- end }}
 
 {{/*
@@ -52,8 +52,8 @@ Checks of a color's trace block that the schema cannot express. Renders nothing.
 {{- else }}
 {{- $otel := $tr.opentelemetry }}
 - {{ printf "--trace-config=opentelemetry,url=%s" $otel.url | quote }}
-- --trace-config=opentelemetry,resource=service.name={{ include "triton-deploy.fullname" .root }}
-{{- with (index .root.Values .color).version }}
+- --trace-config=opentelemetry,resource=service.name={{ default "triton-inference-server" .fullname }}
+{{- with (index .values .color).version }}
 - {{ printf "--trace-config=opentelemetry,resource=service.version=%s" . | quote }}
 {{- end }}
 - --trace-config=opentelemetry,resource=color={{ .color }}
@@ -77,7 +77,7 @@ Checks of a color's trace block that the schema cannot express. Renders nothing.
 --metrics-config flags: latency summaries (quantiles per model) for the p99 alert and dashboard.
 */}}
 {{- define "triton-deploy.metricsConfigArgs" -}}
-{{- $m := mergeOverwrite (deepCopy .root.Values.triton.metrics) (deepCopy (dig "triton" "metrics" (dict) (index .root.Values .color))) }}
+{{- $m := .values.triton.metrics }}
 {{- if and $m.enabled $m.summaryLatencies }}
 - --metrics-config=summary_latencies=true
 {{- with $m.summaryQuantiles }}

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.golden import GoldenCase, golden_case_path
 from triton_deploy.runtime.repository import read_config
 from triton_deploy.runtime.server import TritonServer
 
@@ -184,7 +184,7 @@ def in_process(
         session = ort.InferenceSession(
             str(repository / "digits_cnn/1/model.onnx"), options, providers=["CPUExecutionProvider"]
         )
-        from triton_deploy.build.recipes.digits_features import postprocess, preprocess
+        from triton_deploy.build.examples.digits.digits_features import postprocess, preprocess
 
         def run(i: int) -> None:
             if model == "digits":
@@ -196,7 +196,7 @@ def in_process(
         booster = xgboost.Booster()
         booster.load_model(str(repository / "ctr_xgb/1/xgboost.json"))
         booster.set_param({"nthread": 1})
-        from triton_deploy.build.recipes.ctr_features import FeatureEncoder
+        from triton_deploy.build.examples.ctr.ctr_features import FeatureEncoder
 
         encoder = FeatureEncoder.from_json(
             (repository / "ctr_features/1/vocabulary.json").read_text()
@@ -278,9 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     repository = args.repository.resolve()
-    cases = {
-        m: GoldenCase.load(artifacts_directory(repository) / f"{m}.npz").inputs for m in args.models
-    }
+    cases = {m: GoldenCase.load(golden_case_path(repository, m)).inputs for m in args.models}
     points: list[Point] = []
     with tempfile.TemporaryDirectory() as tmp:
         on = (

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from triton_deploy.build.recipes.ctr_features import CATEGORICAL, NUMERIC
+from triton_deploy.build.examples.ctr.ctr_features import CATEGORICAL, NUMERIC
 
 __all__ = [
     "CATEGORICAL",

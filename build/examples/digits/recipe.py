@@ -2,20 +2,24 @@
 
 The images are served as uint8 (0..255), as a camera would deliver them; the training data are
 scaled to that range once, and the very ``preprocess`` the served model uses feeds the network.
+The recipe writes what any training pipeline would hand over: the network as a torch.export
+archive with a dynamic batch axis (``digits_cnn.pt2``) and held-out samples for each stage
+(``images.npz`` raw uint8, ``pixels.npz`` preprocessed, ``logits.npz`` network outputs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from triton_deploy.build.recipes import GoldenCase
-from triton_deploy.build.recipes.digits_features import postprocess, preprocess
+from triton_deploy.build.examples.digits.digits_features import preprocess
+from triton_deploy.build.recipes import RecipeResult
 
-__all__ = ["DigitsCNN", "DigitsSplits", "TrainedDigits", "load_splits", "train"]
+__all__ = ["DigitsCNN", "DigitsSplits", "fit", "load_splits", "train"]
 
 
 @dataclass(frozen=True)
@@ -63,50 +67,24 @@ class DigitsCNN(nn.Module):
         return self.classifier(self.features(images))
 
 
-@dataclass
-class TrainedDigits:
-    model: DigitsCNN  # in eval mode
-    accuracy: float  # held-out accuracy
-    splits: DigitsSplits
-    input_name: str = "images"
-    output_name: str = "logits"
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return {"heldout_accuracy": self.accuracy}
-
-    @property
-    def parity_inputs(self) -> np.ndarray:
-        return preprocess(self.splits.test_images)
-
-    def assets(self) -> dict[str, bytes]:
-        return {}
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.model(torch.from_numpy(preprocess(images))).numpy()
-
-    def golden_cases(self, top_k: int = 3) -> dict[str, GoldenCase]:
-        """Held-out images through torch and the shared pre/post-processing code."""
-        images = self.splits.test_images
-        pixels = preprocess(images)
-        logits = self.logits(images)
-        labels, probs = postprocess(logits, top_k)
-        return {
-            "digits_preprocess": GoldenCase({"IMAGES": images}, {"images": pixels}),
-            "digits_cnn": GoldenCase({"images": pixels}, {"logits": logits}),
-            "digits_cnn_trt": GoldenCase({"images": pixels}, {"logits": logits}),
-            "digits_postprocess": GoldenCase(
-                {"logits": logits}, {"LABELS": labels, "PROBS": probs}, exact=["LABELS"]
-            ),
-            # Top-1 label exact; lower ranks may swap on near-ties, their probabilities are checked.
-            "digits": GoldenCase(
-                {"IMAGES": images}, {"LABELS": labels[:, :1], "PROBS": probs}, exact=["LABELS"]
-            ),
-        }
+def train(out: Path, seed: int = 0, epochs: int = 30) -> RecipeResult:
+    """Train the CNN and write ``digits_cnn.pt2`` and the held-out samples into ``out``."""
+    model, splits = fit(seed, epochs)
+    pixels = preprocess(splits.test_images)
+    example = torch.from_numpy(pixels[:2])
+    batch = torch.export.Dim("batch", min=1)
+    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(exported, str(out / "digits_cnn.pt2"))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(pixels)).numpy()
+    np.savez(out / "images.npz", IMAGES=splits.test_images)
+    np.savez(out / "pixels.npz", images=pixels)
+    np.savez(out / "logits.npz", logits=logits)
+    accuracy = float((logits.argmax(axis=1) == splits.test_labels).mean())
+    return RecipeResult(metrics={"heldout_accuracy": accuracy})
 
 
-def train(seed: int = 0, epochs: int = 30, batch_size: int = 64) -> TrainedDigits:
+def fit(seed: int = 0, epochs: int = 30, batch_size: int = 64) -> tuple[DigitsCNN, DigitsSplits]:
     """Train the CNN; deterministic for a seed (single-threaded, seeded torch and shuffles)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -138,8 +116,4 @@ def train(seed: int = 0, epochs: int = 30, batch_size: int = 64) -> TrainedDigit
                 schedule.step()
     finally:
         torch.set_num_threads(threads)
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(preprocess(splits.test_images)))
-    accuracy = float((logits.argmax(dim=1).numpy() == splits.test_labels).mean())
-    return TrainedDigits(model, accuracy, splits)
+    return model.eval(), splits
