@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.golden import GoldenCase, golden_case_path
 
 WEIGHTS = np.array([[0.8, -0.5], [0.3, 0.9], [-0.6, 0.2], [0.1, -0.7]], dtype=np.float32)
 BIAS = np.array([0.05, -0.1], dtype=np.float32)
@@ -76,7 +76,8 @@ def _write_config(config: mc.ModelConfig, folder: Path) -> None:
 
 
 def build_repository(root: Path, *, golden_rows: int = 600, seed: int = 0) -> Path:
-    """``root/model_repository`` with three models, and golden cases beside it."""
+    """``root/model_repository`` with four models and their golden cases, where the build keeps
+    them (``<repository>/<model>/golden.npz``)."""
     repository = root / "model_repository"
     graph = helper.make_graph(
         [
@@ -149,14 +150,14 @@ def build_repository(root: Path, *, golden_rows: int = 600, seed: int = 0) -> Pa
     words = rng.choice(VOCABULARY, size=golden_rows)
     text = np.array([[w.encode()] for w in words], dtype=object)
     word_features = np.array([featurize(w) for w in words], dtype=np.float32)
-    golden = artifacts_directory(repository)
-    golden.mkdir(parents=True, exist_ok=True)
-    GoldenCase({"features": features}, {"scores": score(features)}).save(golden / "scorer.npz")
-    GoldenCase({"text": text}, {"features": word_features}).save(golden / "featurizer.npz")
-    GoldenCase({"features": word_features}, {"scores": score(word_features)}).save(
-        golden / "ranker.npz"
-    )
-    GoldenCase({"text": text}, {"scores": score(word_features)}).save(golden / "pipeline.npz")
+    cases = {
+        "scorer": GoldenCase({"features": features}, {"scores": score(features)}),
+        "featurizer": GoldenCase({"text": text}, {"features": word_features}),
+        "ranker": GoldenCase({"features": word_features}, {"scores": score(word_features)}),
+        "pipeline": GoldenCase({"text": text}, {"scores": score(word_features)}),
+    }
+    for model, case in cases.items():
+        case.save(golden_case_path(repository, model))
     return repository
 
 

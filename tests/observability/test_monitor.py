@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.golden import GoldenCase, golden_case_path
 from triton_deploy.cli import app
 from triton_deploy.errors import ObservabilityError
 from triton_deploy.observability import (
@@ -143,8 +143,8 @@ def test_a_metrics_window_gives_rates_error_ratio_and_quantiles() -> None:
 def test_cli_exit_codes_json_and_plot(tmp_path: Path) -> None:
     repository = tmp_path / "model_repository"
     repository.mkdir()
-    artifacts_directory(repository).mkdir(parents=True)
-    golden().save(artifacts_directory(repository) / "m.npz")
+    (repository / "m").mkdir()
+    golden().save(golden_case_path(repository, "m"))
     clean, drifted = tmp_path / "clean.jsonl", tmp_path / "drifted.jsonl"
     write_jsonl(records(200), clean)
     write_jsonl(records(200, shift=2.0), drifted)
