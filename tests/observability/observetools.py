@@ -1,4 +1,5 @@
-"""A small model repository made in the test, with golden cases, and a load driver.
+"""A small model repository made in the test, with golden cases, a load driver, and a traced
+run (tritonserver with tracing and the chart's metrics flags, driven, scraped, stopped).
 
 Nothing here is an example model of the project: a generic tabular ONNX model called directly
 (``scorer``), and an ensemble (``pipeline``) of a Python model turning text into features
@@ -10,6 +11,7 @@ ensemble with parent traces, failures. Each model's golden cases follow the traf
 from __future__ import annotations
 
 import threading
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from triton_deploy.build.golden import GoldenCase, golden_case_path
+from triton_deploy.observability import TraceSettings
+from triton_deploy.runtime.server import TritonServer
 
 WEIGHTS = np.array([[0.8, -0.5], [0.3, 0.9], [-0.6, 0.2], [0.1, -0.7]], dtype=np.float32)
 BIAS = np.array([0.05, -0.1], dtype=np.float32)
@@ -254,3 +258,54 @@ def drive(url: str, feed: Feed, *, requests: int, workers: int = 8, seed: int = 
     finally:
         for c in clients:
             c.close()
+
+
+@dataclass
+class Run:
+    repository: Path
+    trace_dir: Path
+    sent: list[Sent]
+    metrics_text: str  # scraped right after the load, server still up
+    metrics_under_load: list[str]  # scraped every 0.3 s while the load ran
+    server_log: list[str]
+
+
+def chart_metrics_args() -> list[str]:
+    """The chart's --metrics-config flags (latency summaries), as rendered for blue."""
+    from chartargs import rendered_triton_args
+
+    return [a for a in rendered_triton_args({}, "blue") if a.startswith("--metrics-config")]
+
+
+def traced_run(repository: Path, trace_dir: Path, feed: Feed, requests: int) -> Run:
+    settings = TraceSettings.parse(
+        [
+            f"file={trace_dir}/blue.json",
+            "rate=1",
+            "level=TIMESTAMPS",
+            "level=TENSORS",
+            "log-frequency=50",
+        ]
+    )
+    settings.prepare()
+    texts: list[str] = []
+    done = threading.Event()
+    with TritonServer(repository, extra_args=[*settings.args(), *chart_metrics_args()]) as server:
+
+        def scrape_under_load() -> None:
+            while not done.wait(0.3):
+                with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
+                    texts.append(reply.read().decode())
+
+        scraper = threading.Thread(target=scrape_under_load, daemon=True)
+        scraper.start()
+        try:
+            sent = drive(server.grpc_url, feed, requests=requests)
+        finally:
+            done.set()
+            scraper.join(timeout=10)
+        with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
+            final = reply.read().decode()
+        log = list(server.log)
+    assert texts, "no /metrics scrape happened while the load ran"
+    return Run(repository, trace_dir, sent, final, texts, log)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Run
+from observetools import Run
 from typer.testing import CliRunner
 
 from triton_deploy.cli import app

@@ -19,7 +19,7 @@ import promql_parser as promql
 import pytest
 import yaml
 from chartargs import CHART, NAMESPACE, dashboard, one, render
-from conftest import Run
+from observetools import Run
 
 from triton_deploy.observability import exposed_samples
 
