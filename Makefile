@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TDEPLOY := $(VENV)/bin/tdeploy
-EXTRAS ?= build,serve,loadtest,k8s,monitor,test
+EXTRAS ?= build,serve,loadtest,k8s,monitor,otel,test
 GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
@@ -43,13 +43,13 @@ test: install
 	$(MAKE) --no-print-directory loadtest
 
 lint: install
-	$(VENV)/bin/ruff format --check src build clients loadtests tests
-	$(VENV)/bin/ruff check src build clients loadtests tests
-	$(VENV)/bin/mypy src/triton_deploy build clients loadtests
+	$(VENV)/bin/ruff format --check src build clients loadtests tests .ci
+	$(VENV)/bin/ruff check src build clients loadtests tests .ci
+	$(PY) .ci/typecheck.py
 
 format: install
-	$(VENV)/bin/ruff format src build clients loadtests tests
-	$(VENV)/bin/ruff check --fix src build clients loadtests tests
+	$(VENV)/bin/ruff format src build clients loadtests tests .ci
+	$(VENV)/bin/ruff check --fix src build clients loadtests tests .ci
 
 bench: build
 	$(PY) -m triton_deploy.runtime.bench
@@ -60,11 +60,11 @@ loadtest: build
 	$(TDEPLOY) loadtest --no-build --env local --shape constant -u 16 -r 8 -t 30s
 
 # Staging, on demand: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step|spike|constant]
-# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_GRPC_TOKEN, not on the command line.
+# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_TOKEN, not on the command line.
 loadtest-staging: install
 	@test -n "$(HOST)" || { echo "usage: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step] [USERS=64] [RUN_TIME=5m]" >&2; exit 2; }
 	$(TDEPLOY) loadtest --host $(HOST) --env staging --shape $(or $(SHAPE),step) \
 		-u $(or $(USERS),64) -r 8 -t $(or $(RUN_TIME),5m) $(if $(TLS),--tls)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .typecheck .setuptools-build

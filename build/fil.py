@@ -271,7 +271,7 @@ def plan_fil(model: TreeModel, options: FilOptions | None) -> FilPlan:
     else:
         width = model.n_classes
     return FilPlan(
-        model_type,  # type: ignore[arg-type]
+        model_type,
         output_class,
         predict_proba,
         options.threshold,

@@ -18,7 +18,8 @@ import yaml
 
 from triton_deploy.build.artifacts import Tensor, config_tensors, read_artifact
 from triton_deploy.build.formats import Format, detect_format
-from triton_deploy.build.spec import ModelSpec
+from triton_deploy.build.samples import load_samples
+from triton_deploy.build.spec import BACKEND_FOR_FAMILY, ModelSpec
 from triton_deploy.errors import ArtifactError, SpecError
 
 __all__ = ["InitEntry", "init_spec", "write_spec"]
@@ -100,7 +101,12 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
         note = "TorchScript: add `inputs:` and `outputs:` to its entry before building"
     else:
         trees = fmt.family == "trees"  # FIL always batches
-        probe = ModelSpec(name=name, source=str(path), max_batch_size=max_batch if trees else 0)
+        probe = ModelSpec(
+            name=name,
+            source=str(path),
+            backend=BACKEND_FOR_FAMILY[fmt.family][0],
+            max_batch_size=max_batch if trees else 0,
+        )
         artifact = read_artifact(path, fmt, probe)
         batched = trees or all(
             t.shape and t.shape[0] == -1 for t in artifact.inputs + artifact.outputs
@@ -124,7 +130,15 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
                 " batch axis to batch."
             )
         lines.append(f"    max_batch_size: {max_batch}")
-    if samples is not None:
+    problem = ""
+    if samples is not None and fmt is not Format.TORCHSCRIPT:
+        try:
+            load_samples(samples, artifact.inputs, batching=max_batch > 0)
+        except ArtifactError as exc:
+            problem = str(exc).removeprefix(f"{samples}: ")
+    if samples is not None and problem:
+        lines.append(f"    # samples: {_relative(samples, base)}   # does not fit: {problem}")
+    elif samples is not None:
         lines.append(
             f"    samples: {_relative(samples, base)}   # real inputs: parity and golden cases"
         )

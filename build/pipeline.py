@@ -254,6 +254,7 @@ class Resolved:
     recipes: dict[str, Callable[..., Any]] = field(default_factory=dict)
     recipe_files: dict[str, Path] = field(default_factory=dict)  # recipe -> its code file
     formats: dict[str, Format] = field(default_factory=dict)  # model -> source format (known now)
+    artifacts: dict[str, Artifact] = field(default_factory=dict)  # model -> its file, read
 
 
 def _module_file(function: Callable[..., Any]) -> Path | None:
@@ -287,7 +288,9 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                 if not path.is_file():
                     raise ArtifactError(f"{path}: not a file ({key} of model '{model.name}')")
                 if key == "source":
-                    resolved.formats[model.name] = detect_format(path, model.format)
+                    fmt = detect_format(path, model.format)
+                    resolved.formats[model.name] = fmt
+                    resolved.artifacts[model.name] = read_artifact(path, fmt, model)
                 elif key in ("python_model",):
                     check_python_model(path)
                 elif key == "shared_code":
@@ -317,9 +320,22 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                 resolved.recipe_files[recipe.name] = code
         except SpecError as exc:
             problems.append(str(exc))
+    for model in spec.models:  # samples of user files must fit the file they go with
+        artifact = resolved.artifacts.get(model.name)
+        samples = resolved.files.get((model.name, "samples", model.samples or ""))
+        if artifact is not None and isinstance(samples, Path) and samples.is_file():
+            try:
+                load_samples(samples, artifact.inputs, batching=model.max_batch_size > 0)
+            except ArtifactError as exc:
+                problems.append(str(exc))
     problems += _check_output(out)
+    if len(problems) == 1:
+        raise BuildError(problems[0])
     if problems:
-        raise BuildError("the build cannot start:\n" + "\n".join(f"  {p}" for p in problems))
+        raise BuildError(
+            f"{len(problems)} problems; nothing was built:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
     return resolved
 
 
@@ -333,17 +349,23 @@ def _check_python_source(path: Path) -> None:
 
 
 def _check_output(out: Path) -> list[str]:
+    """The repository's folder must be replaceable: a real write probe beside it (permission
+    bits say nothing for root or read-only mounts)."""
     if out.exists() and not out.is_dir():
         return [f"{out}: --out exists and is not a directory"]
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return [f"{out}: cannot write in {parent} (permission denied)"]
+    probe = parent / f".{out.name}.tdeploy-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return [f"{out}: cannot write in {parent} ({exc.strerror})"]
     if out.exists():
-        unwritable = [p for p in (out, *out.iterdir()) if p.is_dir() and not os.access(p, os.W_OK)]
-        if unwritable:
-            return [f"{unwritable[0]}: is read-only; the build replaces {out} and must remove it"]
+        for directory in (out, *(p for p in out.iterdir() if p.is_dir())):
+            if not os.access(directory, os.W_OK):
+                return [f"{directory}: is read-only; the build replaces {out} and must remove it"]
     return []
 
 
@@ -584,7 +606,7 @@ class _Build:
             assert model.source is not None
             path = self.path_of(model.name, "source", model.source)
             fmt = self.resolved.formats.get(model.name) or detect_format(path, model.format)
-            artifact = read_artifact(path, fmt, model)
+            artifact = self.resolved.artifacts.get(model.name) or read_artifact(path, fmt, model)
             source_label, source_sha = model.source, _sha256(path)
         steps = plan_steps(fmt, model.backend)
         served = Served(None)
@@ -877,7 +899,8 @@ def _manifest(
 ) -> dict[str, Any]:
     models: dict[str, Any] = {}
     by_name = {r.model: r for r in build.results}
-    for entry in [*spec.models, *spec.ensembles]:
+    entries: list[ModelSpec | EnsembleSpec] = [*spec.models, *spec.ensembles]
+    for entry in entries:
         directory = staged / entry.name
         if not directory.exists():
             continue

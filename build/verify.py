@@ -5,23 +5,24 @@ torch, xgboost, lightgbm, the Python model's own code; ensembles step by step) a
 inputs, the outputs and the tolerance as the model's golden case inside the repository
 (``<repository>/<model>/golden.npz``). Verify sends those inputs to the server over gRPC and
 compares every output: integers and strings exactly, floats within the tolerance. It needs
-only the repository folder (from any working directory), numpy and tritonclient, so a staging
-endpoint can be checked from a machine without torch.
+only the repository folder (from any working directory), numpy and the project's client, so a
+staging endpoint can be checked from a machine without torch, with the same TLS and metadata
+options as any client call (e.g. the chart's restricted staging endpoint:
+``headers={"triton-grpc-protocol-<key>": "<value>"}``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from rich.table import Table
-from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.golden import load_golden_cases
+from triton_deploy.build.golden import GoldenCase, load_golden_cases
 from triton_deploy.build.pipeline import parity
 from triton_deploy.build.spec import BuildSpec, Tolerance
+from triton_deploy.clients import ClientError, InferenceClient, UsageError
+from triton_deploy.clients._types import Headers, StrPath
 from triton_deploy.errors import VerificationError
 
 __all__ = ["VerificationReport", "verify_server"]
@@ -71,68 +72,27 @@ class VerificationReport:
         return table
 
 
-def _infer_one(
-    client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str]
-) -> dict[str, np.ndarray]:
-    """One request with the case's inputs as they are (a model without a batch dimension)."""
-    import tritonclient.grpc as grpcclient
-
-    request = []
-    for name, value in inputs.items():
-        tensor = grpcclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-        tensor.set_data_from_numpy(value)
-        request.append(tensor)
-    result = client.infer(
-        model,
-        request,
-        outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
-        client_timeout=60,
-    )
-    return {name: result.as_numpy(name) for name in outputs}
-
-
-def _infer(
-    client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str], batch: int
-) -> dict[str, np.ndarray]:
-    import tritonclient.grpc as grpcclient
-
-    rows = next(iter(inputs.values())).shape[0]
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
-    for start in range(0, rows, batch):
-        request = []
-        for name, value in inputs.items():
-            chunk = value[start : start + batch]
-            tensor = grpcclient.InferInput(name, list(chunk.shape), np_to_triton_dtype(chunk.dtype))
-            tensor.set_data_from_numpy(chunk)
-            request.append(tensor)
-        result = client.infer(
-            model,
-            request,
-            outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
-            client_timeout=60,
-        )
-        for name in outputs:
-            collected[name].append(result.as_numpy(name))
-    return {name: np.concatenate(parts) for name, parts in collected.items()}
-
-
 def verify_server(
     url: str,
     repository: Path,
     spec: BuildSpec | None = None,
     *,
     models: list[str] | None = None,
+    timeout: float = 60.0,
+    headers: Headers | None = None,
+    ssl: bool = False,
+    root_certificates: StrPath | None = None,
+    private_key: StrPath | None = None,
+    certificate_chain: StrPath | None = None,
 ) -> VerificationReport:
-    """Check every model with a golden case in ``repository`` (or ``models``) on ``url``.
+    """Send every golden case of ``repository`` (or those of ``models``) to the server at
+    ``url`` and compare (see the module docstring).
 
-    The golden cases and their tolerances live in the repository itself, so no spec is needed;
-    a given ``spec`` overrides the tolerances.
+    The golden cases carry their tolerances, so no spec is needed; a given ``spec`` overrides
+    them. ``timeout`` is the deadline of each request; ``headers`` and the TLS options are
+    those of ``InferenceClient``. A server that cannot be reached is a ``VerificationError``; a
+    bad option a ``UsageError``; a model whose request fails is a failed row of the report.
     """
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    from triton_deploy.runtime.repository import read_repository
-
     repository = Path(repository)
     if not repository.is_dir():
         raise VerificationError(f"model repository {repository} does not exist")
@@ -152,31 +112,56 @@ def verify_server(
         overrides = {m.name: m.tolerance for m in spec.models} | {
             e.name: e.tolerance for e in spec.ensembles
         }
-    batch_sizes = {name: m.config.max_batch_size for name, m in read_repository(repository).items()}
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        if not client.is_server_live():
-            raise VerificationError(f"server at {url} is not live")
-    except InferenceServerException as exc:
-        raise VerificationError(f"cannot reach a Triton server at {url}: {exc.message()}") from None
+    client = InferenceClient(
+        url,
+        timeout=timeout,
+        headers=headers,
+        ssl=ssl,
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+    )
+    with client:
+        try:
+            if not client.is_server_live():
+                raise VerificationError(f"server at {url} is not live")
+        except UsageError:
+            raise
+        except ClientError as exc:
+            raise VerificationError(f"cannot reach a Triton server at {url}: {exc}") from None
+        return _verify(client, {n: cases[n] for n in names}, overrides, _batch_sizes(repository))
+
+
+def _batch_sizes(repository: Path) -> dict[str, int]:
+    from triton_deploy.runtime.repository import read_repository
+
+    return {name: m.config.max_batch_size for name, m in read_repository(repository).items()}
+
+
+def _verify(
+    client: InferenceClient,
+    cases: dict[str, GoldenCase],
+    overrides: dict[str, Tolerance],
+    batch_sizes: dict[str, int],
+) -> VerificationReport:
     report = VerificationReport()
-    for name in names:
-        case = cases[name]
+    for name, case in cases.items():
         tol = overrides.get(name) or Tolerance(atol=case.atol, rtol=case.rtol)
         tol_text = f"atol {tol.atol:g} rtol {tol.rtol:g}"
         if not client.is_model_ready(name):
             report.rows.append(Row(name, "*", 0.0, "not loaded on this server", True, "skipped"))
             continue
-        batching = batch_sizes.get(name, 0) > 0
         try:
-            served = (
-                _infer(client, name, case.inputs, list(case.expected), batch_sizes.get(name, 0))
-                if batching
-                else _infer_one(client, name, case.inputs, list(case.expected))
-            )
-        except InferenceServerException as exc:
+            if batch_sizes.get(name, 0) > 0:
+                served = client.infer_many(name, case.inputs, outputs=list(case.expected))
+            else:  # no batch axis: the case is one request
+                served = client.infer(name, case.inputs, outputs=list(case.expected))
+        except UsageError:
+            raise
+        except ClientError as exc:
+            message = " ".join(str(exc).split())
             report.rows.append(
-                Row(name, "*", float("inf"), tol_text, False, f"request failed: {exc.message()}")
+                Row(name, "*", float("inf"), tol_text, False, f"request failed: {message}")
             )
             continue
         for output, expected in case.expected.items():
@@ -195,5 +180,4 @@ def verify_server(
                     note,
                 )
             )
-    client.close()
     return report

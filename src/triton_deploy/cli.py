@@ -1,6 +1,10 @@
 """The ``tdeploy`` command line: thin typer wrappers over typed functions.
 
-The project's error becomes exit code 1 with a one-line message at this edge only.
+One error exit: a command raises ``TritonDeployError`` (``UsageError`` for bad input) and the
+app prints ``error: <message>`` on stderr and exits with code 1; nowhere else turns errors
+into exit codes. Shared options (URL, deadline, TLS, headers, token, repository, spec) are
+defined once, with one environment variable each, in ``cli_options``. Commands of other areas
+live in ``cli_<area>.py`` and are registered with one line in ``_register_sub_commands``.
 """
 
 from __future__ import annotations
@@ -8,27 +12,68 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from triton_deploy import __version__
-from triton_deploy.errors import ServerStartError, TritonDeployError
+from triton_deploy.cli_options import (
+    DEFAULT_REPOSITORY,
+    DEFAULT_SPEC,
+    DEFAULT_URL,
+    Ca,
+    Cert,
+    Headers,
+    Key,
+    Repository,
+    Spec,
+    Timeout,
+    Tls,
+    Token,
+    Url,
+    connection,
+)
+from triton_deploy.errors import TritonDeployError
+
+__all__ = ["DEFAULT_REPOSITORY", "DEFAULT_SPEC", "app", "console", "main", "print_error"]
+
+console = Console(stderr=True)
+
+
+def print_error(exc: BaseException) -> None:
+    """``error: <message>`` on stderr: the message as the error wrote it; client errors (which
+    may quote a server's multi-line text) on one line."""
+    from triton_deploy.clients import ClientError
+
+    message = str(exc)
+    if isinstance(exc, ClientError):
+        message = " ".join(message.split())
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """The app's command group: the one place where ``TritonDeployError`` becomes exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click.Context (typer vendors click)
+        try:
+            return super().invoke(ctx)
+        except TritonDeployError as exc:
+            print_error(exc)
+            raise typer.Exit(code=1) from None
+
 
 app = typer.Typer(
     name="tdeploy",
+    cls=_Group,
     help="Build Triton model repositories, serve them locally, call and load-test them.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_REPOSITORY = Path("model_repository")
 
 
 def _version(value: bool) -> None:
@@ -46,20 +91,14 @@ def _main(
     """triton-deploy: trained models in, production inference on NVIDIA Triton out."""
 
 
-def fail(exc: TritonDeployError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
+def fail(exc: TritonDeployError) -> NoReturn:
+    """Deprecated: raise the ``TritonDeployError`` instead (the app prints it and exits 1)."""
+    raise exc
 
 
 @app.command()
 def build(
-    spec: Annotated[
-        Path | None,
-        typer.Option(
-            help="The build spec [default: ./models.yaml, else ./build/models.yaml].",
-            envvar="TDEPLOY_SPEC",
-        ),
-    ] = None,
+    spec: Spec = DEFAULT_SPEC,
     out: Annotated[
         Path, typer.Option(help="Model repository to write.", envvar="TDEPLOY_REPOSITORY")
     ] = DEFAULT_REPOSITORY,
@@ -83,8 +122,8 @@ def build(
     from triton_deploy.build.pipeline import build_repository
     from triton_deploy.build.spec import find_spec, load_spec
 
+    spec_path = find_spec(spec)
     try:
-        spec_path = find_spec(spec)
         report = build_repository(
             load_spec(spec_path),
             out,
@@ -93,8 +132,6 @@ def build(
             allow_failed=allow_failed,
             console=console,
         )
-    except TritonDeployError as exc:
-        raise fail(exc) from None
     except KeyboardInterrupt:
         console.print(f"[bold red]interrupted:[/] {out} is left exactly as it was")
         raise typer.Exit(code=130) from None
@@ -112,21 +149,15 @@ def build(
             if report.swapped
             else f"{report.repository} is left as it was"
         )
-        raise fail(
-            TritonDeployError(
-                f"{len(report.failed)} model(s) failed: "
-                + ", ".join(r.model for r in report.failed)
-                + f"; {kept}"
-            )
-        )
+        for failed in report.failed:
+            print_error(TritonDeployError(f"model '{failed.model}': {failed.detail}; {kept}"))
+        raise typer.Exit(code=1)
     console.print(f"[bold green]built[/] {report.repository}")
 
 
 @app.command()
 def serve(
-    repository: Annotated[
-        Path, typer.Option(help="Model repository to serve.", envvar="TDEPLOY_REPOSITORY")
-    ] = DEFAULT_REPOSITORY,
+    repository: Repository = DEFAULT_REPOSITORY,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.", envvar="TDEPLOY_GRPC_PORT")] = 8001,
     http_port: Annotated[int, typer.Option(help="HTTP port.", envvar="TDEPLOY_HTTP_PORT")] = 8000,
     metrics_port: Annotated[
@@ -141,7 +172,18 @@ def serve(
     exit_timeout: Annotated[
         int, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")
     ] = 30,
-    log_server: Annotated[bool, typer.Option(help="Echo the server's log lines.")] = True,
+    log_server: Annotated[
+        bool, typer.Option(help="Echo the server's warnings and errors (--no-log-server: none).")
+    ] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Echo the server's whole log: its option, backend and model tables and info "
+            "lines too.",
+        ),
+    ] = False,
     triton_arg: Annotated[
         list[str] | None,
         typer.Option(
@@ -162,15 +204,17 @@ def serve(
 ) -> None:
     """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
     from triton_deploy.observability import TraceSettings
+    from triton_deploy.runtime.logs import worth_showing
     from triton_deploy.runtime.server import TritonServer
 
     tracing = None
     if trace:
-        try:
-            tracing = TraceSettings.parse(trace)
-            tracing.prepare()
-        except TritonDeployError as exc:
-            raise fail(exc) from None
+        tracing = TraceSettings.parse(trace)
+        tracing.prepare()
+
+    def echo(line: str) -> None:
+        if verbose or worth_showing(line):
+            print(line, file=sys.stderr, flush=True)
 
     server = TritonServer(
         repository,
@@ -180,7 +224,7 @@ def serve(
         address=address,
         exit_timeout_s=exit_timeout,
         extra_args=[*(triton_arg or []), *(tracing.args() if tracing else [])],
-        on_log_line=(lambda line: print(line, file=sys.stderr, flush=True)) if log_server else None,
+        on_log_line=echo if log_server or verbose else None,
     )
     stop = threading.Event()
 
@@ -192,12 +236,7 @@ def serve(
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    try:
-        server.start()
-    except ServerStartError as exc:
-        raise fail(exc) from None
-    except TritonDeployError as exc:
-        raise fail(exc) from None
+    server.start()
     for name, reason in server.skipped.items():
         console.print(f"[yellow]not loaded[/] {name}: {reason}")
     console.print(
@@ -224,52 +263,61 @@ def serve(
 
 @app.command()
 def verify(
-    url: Annotated[
-        str, typer.Option(help="gRPC endpoint.", envvar="TDEPLOY_URL")
-    ] = "localhost:8001",
+    url: Url = DEFAULT_URL,
     repository: Annotated[
         Path,
         typer.Option(
             help="The built repository (for its golden cases).", envvar="TDEPLOY_REPOSITORY"
         ),
     ] = DEFAULT_REPOSITORY,
-    spec: Annotated[
-        Path | None,
-        typer.Option(help="A build spec whose tolerances override the golden cases' own."),
-    ] = None,
+    spec: Spec = DEFAULT_SPEC,
     model: Annotated[list[str] | None, typer.Option(help="Only these models (repeatable).")] = None,
+    timeout: Timeout = 60.0,
+    header: Headers = None,
+    token: Token = None,
+    tls: Tls = False,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
 ) -> None:
-    """Send held-out inputs to a live server and compare with the source frameworks."""
+    """Send held-out inputs to a live server and compare with the source frameworks.
+
+    Exit code 0: every served model matches; 1: a model differs, or the check could not run.
+
+    [dim]tdeploy verify --url preview.ml.svc:8001 --ca ca.pem -H triton-grpc-protocol-infer=KEY[/]
+    """
     from triton_deploy.build.spec import load_spec
     from triton_deploy.build.verify import verify_server
 
-    try:
-        report = verify_server(
-            url, repository, load_spec(spec) if spec is not None else None, models=model
-        )
-    except TritonDeployError as exc:
-        raise fail(exc) from None
+    options = connection(timeout, header, token, tls, ca, cert, key)
+    report = verify_server(
+        url,
+        repository,
+        load_spec(spec) if spec is not None else None,
+        models=model,
+        timeout=options["timeout"],
+        headers=options["headers"],
+        ssl=options["ssl"],
+        root_certificates=options["root_certificates"],
+        certificate_chain=options["certificate_chain"],
+        private_key=options["private_key"],
+    )
     Console().print(report.table())
     if not report.passed:
-        raise fail(TritonDeployError(f"verification failed for {', '.join(report.failed_models)}"))
+        raise TritonDeployError(f"verification failed for {', '.join(report.failed_models)}")
 
 
 def _register_sub_commands() -> None:
-    """Commands that live beside their stage: the client's and the load tests'."""
-    from triton_deploy.cli_client import health, infer
-    from triton_deploy.cli_init import init
-    from triton_deploy.cli_monitor import inference_log, monitor
+    """Commands that live beside their stage, one line each (``cli_<area>.py`` modules import
+    nothing heavy: a command imports what it needs when it runs)."""
+    from triton_deploy import cli_client, cli_init, cli_loadtest, cli_monitor
 
-    app.command()(init)
-    app.command()(infer)
-    app.command()(health)
-    app.command()(monitor)
-    app.command("inference-log")(inference_log)
-    try:
-        from triton_deploy.cli_loadtest import loadtest
-    except ImportError:  # the loadtest extra (locust) is not installed
-        return
-    app.command()(loadtest)
+    app.command()(cli_init.init)
+    app.command()(cli_client.infer)
+    app.command()(cli_client.health)
+    app.command()(cli_loadtest.loadtest)  # says how to install the extra when locust is missing
+    app.command()(cli_monitor.monitor)
+    app.command("inference-log")(cli_monitor.inference_log)
 
 
 _register_sub_commands()

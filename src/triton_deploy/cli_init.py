@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from triton_deploy.errors import TritonDeployError
-
 console = Console(stderr=True)
 
 
@@ -26,11 +24,7 @@ def init(
     """Write a commented build spec for model files: formats, tensors and batching inferred."""
     from triton_deploy.build.init import write_spec
 
-    try:
-        entries = write_spec(files, spec, force=force)
-    except TritonDeployError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
+    entries = write_spec(files, spec, force=force)  # errors: the app prints them, exit 1
     console.print(
         f"wrote {spec} with {len(entries)} model(s): {', '.join(e.name for e in entries)}"
     )

@@ -1,8 +1,8 @@
 """``tdeploy monitor`` and ``tdeploy inference-log``: the inference log and model monitoring.
 
 Registered on the main app by ``cli.py``. Thin wrappers over ``triton_deploy.observability``;
-a ``TritonDeployError`` becomes a one-line message on stderr and exit code 1. ``monitor`` exits
-with 3 when a threshold is violated (as ``tdeploy loadtest`` does for an SLO).
+they raise ``TritonDeployError`` and the app prints it and exits 1. ``monitor`` exits with 3
+when a threshold is violated (as ``tdeploy loadtest`` does for an SLO).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_deploy.errors import ObservabilityError, TritonDeployError
+from triton_deploy.cli_options import DEFAULT_REPOSITORY, Json, Repository
+from triton_deploy.errors import ObservabilityError
 
 if TYPE_CHECKING:
     from triton_deploy.observability import InferenceLog
@@ -28,11 +29,6 @@ EXIT_VIOLATED = 3
 DEFAULT_PLOT = Path("reports/monitor/monitor.png")
 
 console = Console(stderr=True)
-
-
-def _fail(exc: TritonDeployError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 def _read_log(paths: list[Path], *, tensors: bool, color: str | None) -> InferenceLog:
@@ -70,15 +66,12 @@ def inference_log(
     """Turn Triton's trace files into inference log rows: one per traced request and model."""
     from triton_deploy.observability import write_jsonl, write_parquet
 
-    try:
-        log = _read_log(paths, tensors=tensors, color=color)
-        if out is not None:
-            if out.suffix not in (".jsonl", ".parquet"):
-                raise ObservabilityError(f"--out {out}: use a .jsonl or .parquet file name")
-            writer = write_parquet if out.suffix == ".parquet" else write_jsonl
-            count = writer(log.records, out)
-    except TritonDeployError as exc:
-        raise _fail(exc) from None
+    log = _read_log(paths, tensors=tensors, color=color)
+    if out is not None:
+        if out.suffix not in (".jsonl", ".parquet"):
+            raise ObservabilityError(f"--out {out}: use a .jsonl or .parquet file name")
+        writer = write_parquet if out.suffix == ".parquet" else write_jsonl
+        count = writer(log.records, out)
     table = Table(title="inference log", title_justify="left")
     for column in ("model", "color", "rows", "OK", "FAILED", "UNKNOWN", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("model", "color") else "right")
@@ -127,14 +120,7 @@ def monitor(
     interval: Annotated[
         float, typer.Option(min=0.1, help="Seconds between the two /metrics scrapes.")
     ] = 10.0,
-    repository: Annotated[
-        Path,
-        typer.Option(
-            help="The built repository: its golden cases are the drift reference, its configs "
-            "say which models batch.",
-            envvar="TDEPLOY_REPOSITORY",
-        ),
-    ] = Path("model_repository"),
+    repository: Repository = DEFAULT_REPOSITORY,
     model: Annotated[list[str] | None, typer.Option(help="Only these models (repeatable).")] = None,
     color: Annotated[
         str | None, typer.Option(help="Color label of this log / endpoint, when it has none.")
@@ -158,7 +144,7 @@ def monitor(
     min_samples: Annotated[
         int, typer.Option(min=1, help="Live samples a tensor needs before its drift is judged.")
     ] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: Json = False,
     plot: Annotated[
         Path | None, typer.Option(help="PNG of the live vs golden distributions.")
     ] = DEFAULT_PLOT,
@@ -176,52 +162,49 @@ def monitor(
     from triton_deploy.observability._plot import plot_distributions
     from triton_deploy.runtime.repository import read_repository
 
+    if not log and not metrics_url:
+        raise ObservabilityError("give an inference log (--log) and/or --metrics-url")
     try:
-        if not log and not metrics_url:
-            raise ObservabilityError("give an inference log (--log) and/or --metrics-url")
-        try:
-            thresholds = Thresholds(
-                max_error_ratio=max_error_ratio,
-                max_p99_ms=max_p99_ms,
-                max_nonfinite_ratio=max_nonfinite,
-                max_psi=max_psi,
-                max_ks=max_ks,
-                min_samples=min_samples,
-            )
-        except ValidationError as exc:
-            flags = {"max_nonfinite_ratio": "max_nonfinite"}
-            raise ObservabilityError(
-                "; ".join(
-                    f"--{flags.get(str(e['loc'][0]), str(e['loc'][0])).replace('_', '-')}: {e['msg']}"
-                    for e in exc.errors()
-                )
-            ) from None
-        golden = load_golden_cases(repository) if log else {}
-        batched: dict[str, bool] = {}
-        if any(repository.glob("*/config.pbtxt")):
-            models = read_repository(repository)
-            batched = {name: m.config.max_batch_size > 0 for name, m in models.items()}
-        if log and not golden:
-            console.print(
-                f"[yellow]note[/]: no golden cases for {repository} "
-                "(built elsewhere, or --repository not set): drift is not measured"
-            )
-        records = _read_log(log, tensors=True, color=color) if log else None
-        metrics = None
-        if metrics_url:
-            with console.status(f"scraping {metrics_url} twice, {interval:g} s apart"):
-                metrics = window(metrics_url, interval_s=interval, color=color)
-        report = run_monitor(
-            log=records,
-            metrics=metrics,
-            golden=golden,
-            batched=batched,
-            thresholds=thresholds,
-            models=model,
+        thresholds = Thresholds(
+            max_error_ratio=max_error_ratio,
+            max_p99_ms=max_p99_ms,
+            max_nonfinite_ratio=max_nonfinite,
+            max_psi=max_psi,
+            max_ks=max_ks,
+            min_samples=min_samples,
         )
-        png = None if no_plot or plot is None else plot_distributions(report, plot)
-    except TritonDeployError as exc:
-        raise _fail(exc) from None
+    except ValidationError as exc:
+        flags = {"max_nonfinite_ratio": "max_nonfinite"}
+        raise ObservabilityError(
+            "; ".join(
+                f"--{flags.get(str(e['loc'][0]), str(e['loc'][0])).replace('_', '-')}: {e['msg']}"
+                for e in exc.errors()
+            )
+        ) from None
+    golden = load_golden_cases(repository) if log else {}
+    batched: dict[str, bool] = {}
+    if any(repository.glob("*/config.pbtxt")):
+        models = read_repository(repository)
+        batched = {name: m.config.max_batch_size > 0 for name, m in models.items()}
+    if log and not golden:
+        console.print(
+            f"[yellow]note[/]: no golden cases for {repository} "
+            "(built elsewhere, or --repository not set): drift is not measured"
+        )
+    records = _read_log(log, tensors=True, color=color) if log else None
+    metrics = None
+    if metrics_url:
+        with console.status(f"scraping {metrics_url} twice, {interval:g} s apart"):
+            metrics = window(metrics_url, interval_s=interval, color=color)
+    report = run_monitor(
+        log=records,
+        metrics=metrics,
+        golden=golden,
+        batched=batched,
+        thresholds=thresholds,
+        models=model,
+    )
+    png = None if no_plot or plot is None else plot_distributions(report, plot)
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -234,7 +217,7 @@ def monitor(
     if png is not None:
         console.print(f"distributions: {png}")
     if not report.models:
-        raise _fail(ObservabilityError("no model to judge: the log and /metrics hold no request"))
+        raise ObservabilityError("no model to judge: the log and /metrics hold no request")
     if not report.passed:
         for line in report.violation_lines():
             console.print(f"[bold red]violated[/] {line}", highlight=False)

@@ -107,3 +107,20 @@ def test_fingerprint_changes_with_the_spec() -> None:
     # The same spec in another folder points at other files.
     moved = BuildSpec.model_validate(spec.model_dump()).located(None, spec.base.parent)
     assert moved.fingerprint() != spec.fingerprint()
+
+
+def test_the_readme_spec_examples_are_valid() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    specs = [yaml.safe_load(b) for b in blocks if "models:" in b]
+    assert len(specs) >= 2
+    for data in specs:
+        data.setdefault("recipes", [])
+        if (
+            any(str(m.get("source", "")).startswith("recipe:") for m in data["models"])
+            and not data["recipes"]
+        ):
+            continue
+        BuildSpec.model_validate(data)

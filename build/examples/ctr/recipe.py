@@ -57,7 +57,7 @@ def train(
     booster.save_model(str(out / "xgboost.json"))
     (out / "vocabulary.json").write_text(encoder.to_json())
     columns = {k: v[:SAMPLES] for k, v in test_log.columns.items()}
-    raw = {k: columns[k].astype(np.float32).reshape(-1, 1) for k in NUMERIC}
+    raw: dict[str, np.ndarray] = {k: columns[k].astype(np.float32).reshape(-1, 1) for k in NUMERIC}
     raw |= {
         k: np.array([str(v).encode() for v in columns[k]], dtype=np.bytes_).reshape(-1, 1)
         for k in CATEGORICAL

@@ -46,6 +46,10 @@ def load_booster(model_type, path, nthread):
         booster = xgboost.Booster()
         booster.load_model(path)
         booster.set_param({"nthread": nthread})
+        objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+        if objective == "multi:softmax":
+            # FIL reads a softmax model's class scores; XGBoost would give class indices.
+            booster.set_param({"objective": "multi:softprob"})
         return lambda x: booster.inplace_predict(x, validate_features=False)
     if model_type == "lightgbm":
         import lightgbm
