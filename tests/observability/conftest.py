@@ -2,7 +2,7 @@
 
 Each run starts tritonserver with tracing on (mode triton, every request, timestamps and
 tensors) and the chart's metrics flags, drives it from 8 threads, scrapes /metrics while the
-load runs, and stops it gracefully so that Triton writes its last trace file.
+load runs (every 50 ms), and stops it gracefully so that Triton writes its last trace file.
 """
 
 from __future__ import annotations

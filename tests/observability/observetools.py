@@ -266,7 +266,7 @@ class Run:
     trace_dir: Path
     sent: list[Sent]
     metrics_text: str  # scraped right after the load, server still up
-    metrics_under_load: list[str]  # scraped every 0.3 s while the load ran
+    metrics_under_load: list[str]  # scraped every 50 ms while the load ran
     server_log: list[str]
 
 
@@ -293,9 +293,10 @@ def traced_run(repository: Path, trace_dir: Path, feed: Feed, requests: int) -> 
     with TritonServer(repository, extra_args=[*settings.args(), *chart_metrics_args()]) as server:
 
         def scrape_under_load() -> None:
-            while not done.wait(0.3):
+            while not done.is_set():
                 with urllib.request.urlopen(server.metrics_url, timeout=5) as reply:
                     texts.append(reply.read().decode())
+                done.wait(0.05)
 
         scraper = threading.Thread(target=scrape_under_load, daemon=True)
         scraper.start()

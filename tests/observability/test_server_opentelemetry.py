@@ -165,9 +165,9 @@ def test_monitor_reads_live_metrics_with_latency_quantiles(otel_server: TritonSe
     stop = threading.Event()
     feed = replace(clean_feed(20), failing_words=0)
 
-    def load() -> None:  # bounded: at most 60 s and 50 rounds of 40 requests
+    def load() -> None:  # until both monitor runs are done; bounded: 60 s, 2000 rounds of 40
         deadline = time.monotonic() + 60
-        for _ in range(50):
+        for _ in range(2000):
             if stop.is_set() or time.monotonic() > deadline:
                 return
             drive(otel_server.grpc_url, feed, requests=20, workers=4)
