@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TDEPLOY := $(VENV)/bin/tdeploy
-EXTRAS ?= build,serve,loadtest,k8s,monitor,otel,test
+EXTRAS ?= build,serve,loadtest,k8s,monitor,otel,bench,test
 GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := $(VENV)/tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: install up build serve verify test lint format bench loadtest loadtest-staging clean
+.PHONY: install up build serve verify test lint format bench bench-goals bench-envs tune loadtest loadtest-staging clean
 
 # Idempotent: re-installs only when pyproject.toml (or .ci/checkov-requirements.txt) changed.
 install: $(STAMP) $(CHECKOV_STAMP)
@@ -51,8 +51,23 @@ format: install
 	$(VENV)/bin/ruff format src build clients loadtests tests .ci
 	$(VENV)/bin/ruff check --fix src build clients loadtests tests .ci
 
-bench: build
-	$(PY) -m triton_deploy.runtime.bench
+# Performance (reports/bench/): every model next to the in-process ceiling, the naive service,
+# MLServer and BentoML, with our load generator and perf_analyzer. bench-envs creates the
+# tools' own environments in .venv-bench/ (once; re-created when a pin changes).
+bench: build bench-envs
+	$(TDEPLOY) bench $(ARGS)
+
+# The "Done when" goals of the performance work, measured vs target, pass/miss, in one run.
+bench-goals: build bench-envs
+	$(TDEPLOY) bench --goals $(ARGS)
+
+bench-envs: install
+	$(PY) -m triton_deploy.bench.envs
+
+# make tune MODEL=name P99_MS=10 [ARGS=...]: sweep batching/instances, write the winner into the spec.
+tune: build
+	@test -n "$(MODEL)" -a -n "$(P99_MS)" || { echo "usage: make tune MODEL=name P99_MS=10" >&2; exit 2; }
+	$(TDEPLOY) tune $(MODEL) --p99-ms $(P99_MS) --spec build/models.yaml $(ARGS)
 
 # Local load test (CI): a tritonserver on the built repository, 16 users for 30 s, checked
 # against loadtests/slo/local.yaml. Reports in reports/loadtest/. Exit code 3: an SLO violated.
@@ -67,4 +82,4 @@ loadtest-staging: install
 		-u $(or $(USERS),64) -r 8 -t $(or $(RUN_TIME),5m) $(if $(TLS),--tls)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .typecheck .setuptools-build
+	rm -rf $(VENV) .venv-bench .pytest_cache .typecheck .setuptools-build

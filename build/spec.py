@@ -115,8 +115,8 @@ class DynamicBatching(_Strict):
     max_queue_delay_microseconds: int = Field(500, ge=0)
     preserve_ordering: bool = False
     # Off by default: with any default_queue_policy, Triton 2.51's dynamic batcher stalls
-    # requests for ~500 ms under load (measured: `python -m triton_deploy.runtime.bench
-    # --queue-policy`). Set it where bounded queues matter more than tail latency.
+    # requests for ~500 ms under load (measured: `tdeploy bench --queue-policy`). Set it
+    # where bounded queues matter more than tail latency.
     queue: QueuePolicy | None = None
 
 

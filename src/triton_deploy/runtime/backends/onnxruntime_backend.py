@@ -73,6 +73,7 @@ class TritonPythonModel:
             tensor["name"]: pb_utils.triton_string_to_numpy(tensor["data_type"])
             for tensor in config["output"]
         }
+        self.output_names = list(self.outputs)
         session_inputs = {i.name for i in self.session.get_inputs()}
         session_outputs = {o.name for o in self.session.get_outputs()}
         for name in self.input_names:
@@ -89,8 +90,8 @@ class TritonPythonModel:
                 )
 
     def _run(self, batch):
-        values = self.session.run(list(self.outputs), batch)
-        return dict(zip(self.outputs, values, strict=True))
+        values = self.session.run(self.output_names, batch)
+        return dict(zip(self.output_names, values, strict=True))
 
     def execute(self, requests):
         return execute_batched(pb_utils, requests, self.input_names, self.outputs, self._run)

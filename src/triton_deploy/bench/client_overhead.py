@@ -1,7 +1,7 @@
-"""Throughput of this client next to raw tritonclient, same calls, same concurrency.
+"""The client library's cost: its throughput next to raw tritonclient, same calls, same concurrency.
 
-    python -m triton_deploy.clients.bench --url localhost:8001 --model digits --batch 8 \\
-        --concurrency 8 --duration 2 --rounds 8
+    tdeploy bench --client-overhead --url localhost:8001 --model MODEL [--batch 8]
+    python -m triton_deploy.bench.client_overhead --url localhost:8001 --model MODEL --overhead
 
 Each variant runs ``concurrency`` workers (threads for the sync clients, tasks for the asyncio
 ones) that call the model back to back for ``duration`` seconds, after a warm-up. Both sides do
@@ -28,12 +28,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
-from ._async_client import AsyncInferenceClient
-from ._base import DEFAULT_TIMEOUT_S
-from ._client import InferenceClient
-from ._schema import ModelSchema
-from ._types import Array
-from ._validation import numpy_dtype
+from triton_deploy.clients._async_client import AsyncInferenceClient
+from triton_deploy.clients._base import DEFAULT_TIMEOUT_S
+from triton_deploy.clients._client import InferenceClient
+from triton_deploy.clients._schema import ModelSchema
+from triton_deploy.clients._types import Array
+from triton_deploy.clients._validation import numpy_dtype
 
 __all__ = [
     "BenchResult",
@@ -270,7 +270,7 @@ def _rows(arrays: dict[str, Array]) -> int:
 def run_bench(
     url: str,
     *,
-    model: str = "digits",
+    model: str,
     batch: int = 8,
     concurrency: int = 8,
     duration: float = 2.0,
@@ -305,7 +305,7 @@ def _median(results: list[BenchResult]) -> BenchResult:
 
 
 def measure_overhead(
-    url: str, *, model: str = "digits", batch: int = 8, calls: int = 2000, rounds: int = 5
+    url: str, *, model: str, batch: int = 8, calls: int = 2000, rounds: int = 5
 ) -> dict[str, float]:
     """Client-side cost per call in microseconds, transport excluded.
 
@@ -360,11 +360,11 @@ class _StubTransport:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m triton_deploy.clients.bench",
+        prog="python -m triton_deploy.bench.client_overhead",
         description="This client's throughput next to raw tritonclient (same calls).",
     )
     parser.add_argument("--url", default="localhost:8001", help="Triton gRPC host:port")
-    parser.add_argument("--model", default="digits")
+    parser.add_argument("--model", required=True, help="any model the server serves")
     parser.add_argument("--batch", type=int, default=8, help="rows per request")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per side and round")
