@@ -310,7 +310,14 @@ def verify(
 def _register_sub_commands() -> None:
     """Commands that live beside their stage, one line each (``cli_<area>.py`` modules import
     nothing heavy: a command imports what it needs when it runs)."""
-    from triton_deploy import cli_bench, cli_client, cli_init, cli_loadtest, cli_monitor
+    from triton_deploy import (
+        cli_bench,
+        cli_client,
+        cli_init,
+        cli_loadtest,
+        cli_monitor,
+        cli_rollout,
+    )
 
     app.command()(cli_init.init)
     app.command()(cli_client.infer)
@@ -318,6 +325,7 @@ def _register_sub_commands() -> None:
     app.command()(cli_bench.bench)
     app.command()(cli_bench.tune)
     app.command()(cli_loadtest.loadtest)  # says how to install the extra when locust is missing
+    cli_rollout.register(app)  # rollout, promote, abort, rollback, status
     app.command()(cli_monitor.monitor)
     app.command("inference-log")(cli_monitor.inference_log)
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from rich.console import Console
 
 from triton_deploy.bench.payloads import BenchError
@@ -42,10 +41,9 @@ def test_tune_a_user_model(user_repository: Path, tmp_path: Path) -> None:
 def test_tune_writes_a_valid_spec_or_leaves_it(model_repository: Path, tmp_path: Path) -> None:
     spec = tmp_path / "models.yaml"
     shutil.copy(ROOT / "build" / "models.yaml", spec)
-    data = yaml.safe_load(spec.read_text())
     name = next(
-        m["name"] for m in data["models"]
-        if m.get("dynamic_batching") and m["backend"] in ("fil", "onnxruntime")
+        m.name for m in load_spec(spec).models
+        if "dynamic_batching" in m.model_fields_set and m.backend in ("fil", "onnxruntime")
     )  # fmt: skip
     before = spec.read_text()
     options = TuneOptions(
