@@ -190,10 +190,27 @@ def serve(
             "--triton-arg", help="Extra tritonserver flag, e.g. --triton-arg=--log-verbose=1."
         ),
     ] = None,
+    trace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trace",
+            metavar="SETTING=VALUE",
+            help="Trace requests (repeatable), as Triton's --trace-config: file=PATH (JSON "
+            "files: the inference log), level=TIMESTAMPS|TENSORS (TENSORS: inputs and outputs), "
+            "rate=N (every N-th request), count=N, log-frequency=N (traces per file, default "
+            "100); or url=http://COLLECTOR:4318/v1/traces for OpenTelemetry.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
+    from triton_deploy.observability import TraceSettings
     from triton_deploy.runtime.logs import worth_showing
     from triton_deploy.runtime.server import TritonServer
+
+    tracing = None
+    if trace:
+        tracing = TraceSettings.parse(trace)
+        tracing.prepare()
 
     def echo(line: str) -> None:
         if verbose or worth_showing(line):
@@ -206,7 +223,7 @@ def serve(
         metrics_port=metrics_port,
         address=address,
         exit_timeout_s=exit_timeout,
-        extra_args=triton_arg or [],
+        extra_args=[*(triton_arg or []), *(tracing.args() if tracing else [])],
         on_log_line=echo if log_server or verbose else None,
     )
     stop = threading.Event()
@@ -225,7 +242,8 @@ def serve(
     console.print(
         f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
         f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}\n  metrics  {server.metrics_url}\n"
-        f"  try:     tdeploy health --url {server.grpc_url}\n"
+        + (f"  traces   {tracing.describe()}\n" if tracing else "")
+        + f"  try:     tdeploy health --url {server.grpc_url}\n"
         f"           tdeploy verify --url {server.grpc_url}\n"
         "  stop:    Ctrl-C"
     )
@@ -292,7 +310,14 @@ def verify(
 def _register_sub_commands() -> None:
     """Commands that live beside their stage, one line each (``cli_<area>.py`` modules import
     nothing heavy: a command imports what it needs when it runs)."""
-    from triton_deploy import cli_bench, cli_client, cli_init, cli_loadtest, cli_rollout
+    from triton_deploy import (
+        cli_bench,
+        cli_client,
+        cli_init,
+        cli_loadtest,
+        cli_monitor,
+        cli_rollout,
+    )
 
     app.command()(cli_init.init)
     app.command()(cli_client.infer)
@@ -301,6 +326,8 @@ def _register_sub_commands() -> None:
     app.command()(cli_bench.tune)
     app.command()(cli_loadtest.loadtest)  # says how to install the extra when locust is missing
     cli_rollout.register(app)  # rollout, promote, abort, rollback, status
+    app.command()(cli_monitor.monitor)
+    app.command("inference-log")(cli_monitor.inference_log)
 
 
 _register_sub_commands()

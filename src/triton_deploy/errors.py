@@ -7,7 +7,9 @@
     │   └── EnsembleWiringError   an ensemble whose tensors do not connect
     ├── RuntimeEnvironmentError   the local Triton runtime cannot be set up here
     ├── ServerStartError       tritonserver exited or did not become ready (with its error lines)
-    └── VerificationError      a served model disagrees with its source framework
+    ├── VerificationError      a served model disagrees with its source framework
+    └── ObservabilityError     bad trace settings, an unreadable trace file or inference log,
+                               a /metrics endpoint that cannot be scraped
 
 The client library (``triton_deploy.clients``) has its own subtree rooted at ``ClientError``,
 itself a ``TritonDeployError``.
@@ -19,6 +21,7 @@ __all__ = [
     "ArtifactError",
     "BuildError",
     "EnsembleWiringError",
+    "ObservabilityError",
     "RuntimeEnvironmentError",
     "ServerStartError",
     "SpecError",
@@ -63,3 +66,7 @@ class ServerStartError(TritonDeployError):
 
 class VerificationError(TritonDeployError):
     """A served model's outputs differ from its source framework beyond tolerance."""
+
+
+class ObservabilityError(TritonDeployError):
+    """Tracing, inference log or monitoring input that cannot be used: names what is wrong."""

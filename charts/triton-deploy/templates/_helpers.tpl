@@ -466,6 +466,8 @@ tritonserver arguments, one per list item. Independent of activeColor.
 - --allow-cpu-metrics={{ $t.metrics.cpu }}
 - --metrics-interval-ms={{ $t.metrics.intervalMs }}
 {{- end }}
+{{- include "triton-deploy.metricsConfigArgs" . }}
+{{- include "triton-deploy.traceArgs" . }}
 {{- with $t.restrictedProtocols }}
 {{- /* $(RESTRICTED_KEY_VALUE) is expanded by the kubelet from the env var of the same name (secretKeyRef). */}}
 {{- if .enabled }}

@@ -1,0 +1,212 @@
+"""Benchmark: what tracing (the inference log) costs, on the real local tritonserver.
+
+    python -m triton_deploy.observability.bench --repository model_repository --model NAME
+
+For one model (any model with golden cases), the server is started once per tracing setting
+(off; TIMESTAMPS every request; TIMESTAMPS+TENSORS every request; TIMESTAMPS+TENSORS every 10th)
+and driven with single-sample requests taken from its golden cases at a fixed concurrency for
+``--seconds``: throughput, p50/p99 latency seen by the client, and trace bytes written per
+request. Prints a table, writes ``trace_bench.json`` and a PNG to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tritonclient.utils import np_to_triton_dtype
+
+from triton_deploy.build.golden import load_golden_cases
+from triton_deploy.errors import ObservabilityError
+from triton_deploy.observability._trace_settings import TraceSettings
+from triton_deploy.runtime.server import TritonServer
+
+__all__ = ["SETTINGS", "Point", "main", "measure"]
+
+#: Name -> --trace settings (None: tracing off). FILE is replaced by a file in a temporary folder.
+SETTINGS: dict[str, list[str] | None] = {
+    "off": None,
+    "timestamps, every request": ["file=FILE", "rate=1"],
+    "tensors, every request": ["file=FILE", "rate=1", "level=TIMESTAMPS", "level=TENSORS"],
+    "tensors, every 10th": ["file=FILE", "rate=10", "level=TIMESTAMPS", "level=TENSORS"],
+}
+
+
+@dataclass
+class Point:
+    setting: str
+    requests: int
+    errors: int
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    trace_bytes_per_request: float
+
+
+async def _load(
+    url: str, model: str, inputs: dict[str, np.ndarray], concurrency: int, seconds: float
+) -> tuple[list[float], int]:
+    import tritonclient.grpc.aio as aioclient
+
+    client = aioclient.InferenceServerClient(url)
+    rows = len(next(iter(inputs.values())))
+    requests = []
+    for i in range(min(rows, 256)):
+        tensors = []
+        for name, column in inputs.items():
+            value = column[i : i + 1]
+            tensor = aioclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
+            tensor.set_data_from_numpy(value)
+            tensors.append(tensor)
+        requests.append(tensors)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                await client.infer(model, requests[i % len(requests)])
+                latencies.append(time.perf_counter() - started)
+            except Exception:  # counted; the run goes on
+                errors += 1
+            i += concurrency
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    await client.close()
+    return latencies, errors
+
+
+def measure(
+    repository: Path,
+    model: str,
+    *,
+    seconds: float = 5.0,
+    concurrency: int = 8,
+    settings: dict[str, list[str] | None] | None = None,
+    console: Console | None = None,
+) -> list[Point]:
+    golden = load_golden_cases(repository)
+    if model not in golden:
+        raise ObservabilityError(
+            f"no golden case for {model} in {repository} (models with one: {', '.join(sorted(golden)) or 'none'})"
+        )
+    inputs = golden[model].inputs
+    points = []
+    for name, items in (settings or SETTINGS).items():
+        folder = Path(tempfile.mkdtemp(prefix="tdeploy-trace-bench-"))
+        try:
+            args: list[str] = []
+            if items is not None:
+                trace = TraceSettings.parse(
+                    [i.replace("FILE", str(folder / "t.json")) for i in items]
+                )
+                args = trace.args()
+            with TritonServer(repository, extra_args=args) as server:
+                asyncio.run(_load(server.grpc_url, model, inputs, concurrency, 1.0))  # warm up
+                for f in folder.iterdir():
+                    f.unlink()
+                started = time.perf_counter()
+                latencies, errors = asyncio.run(
+                    _load(server.grpc_url, model, inputs, concurrency, seconds)
+                )
+                elapsed = time.perf_counter() - started
+            written = sum(f.stat().st_size for f in folder.iterdir())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        ms = np.array(latencies) * 1000.0
+        point = Point(
+            name,
+            len(latencies),
+            errors,
+            len(latencies) / elapsed,
+            float(np.percentile(ms, 50)) if ms.size else float("nan"),
+            float(np.percentile(ms, 99)) if ms.size else float("nan"),
+            written / max(len(latencies), 1),
+        )
+        points.append(point)
+        if console is not None:
+            console.print(f"{name}: {point.throughput:.0f} req/s, p99 {point.p99_ms:.2f} ms")
+    return points
+
+
+def table(points: list[Point], model: str) -> Table:
+    t = Table(title=f"tracing cost: {model}", title_justify="left")
+    for column in ("setting", "requests", "errors", "req/s", "p50 ms", "p99 ms", "trace B/req"):
+        t.add_column(column, justify="left" if column == "setting" else "right")
+    for p in points:
+        t.add_row(
+            p.setting, str(p.requests), str(p.errors), f"{p.throughput:.0f}",
+            f"{p.p50_ms:.2f}", f"{p.p99_ms:.2f}", f"{p.trace_bytes_per_request:.0f}",
+        )  # fmt: skip
+    return t
+
+
+def plot(points: list[Point], model: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [p.setting for p in points]
+    left.barh(names, [p.throughput for p in points])
+    left.set_xlabel("requests/s")
+    right.barh(names, [p.p99_ms for p in points], color="tab:orange")
+    right.set_xlabel("p99 latency (ms)")
+    right.set_yticks(range(len(names)), [""] * len(names))
+    fig.suptitle(f"tracing cost on the local tritonserver: {model}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--model", required=True, help="a model with golden cases")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("reports/trace_bench"))
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        points = measure(
+            args.repository,
+            args.model,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            console=console,
+        )
+    except ObservabilityError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        return 1
+    console.print(table(points, args.model))
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"model": args.model, "points": [asdict(p) for p in points]}
+    (args.out / "trace_bench.json").write_text(json.dumps(report, indent=2))
+    console.print(
+        f"wrote {args.out / 'trace_bench.json'} and {plot(points, args.model, args.out / 'trace_bench.png')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
