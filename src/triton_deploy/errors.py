@@ -6,6 +6,7 @@
     │   └── EnsembleWiringError   an ensemble whose tensors do not connect
     ├── RuntimeEnvironmentError   the local Triton runtime cannot be set up here
     ├── ServerStartError       tritonserver exited or did not become ready (with its error lines)
+    │   └── PortInUseError        a port it needs is taken (names the port and who holds it)
     └── VerificationError      a served model disagrees with its source framework
 
 The client library (``triton_deploy.clients``) has its own subtree rooted at ``ClientError``,
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "BuildError",
     "EnsembleWiringError",
+    "PortInUseError",
     "RuntimeEnvironmentError",
     "ServerStartError",
     "SpecError",
@@ -52,6 +54,15 @@ class ServerStartError(TritonDeployError):
         self.log_lines = log_lines or []
         if self.log_lines:
             message = message + "\n" + "\n".join(f"  | {line}" for line in self.log_lines)
+        super().__init__(message)
+
+
+class PortInUseError(ServerStartError):
+    """A port the server needs is already taken; names the port and, if visible, the holder."""
+
+    def __init__(self, message: str, *, port: int, holder: str | None = None) -> None:
+        self.port = port
+        self.holder = holder
         super().__init__(message)
 
 
