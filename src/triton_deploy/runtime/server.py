@@ -3,10 +3,27 @@
     with TritonServer(Path("model_repository")) as server:
         print(server.grpc_url)   # "127.0.0.1:PORT", ready to serve
 
-The server starts on free ports unless ports are given, is polled until ``/v2/health/ready``
-answers, and on failure raises ``ServerStartError`` carrying the server's own error lines.
-``stop()`` sends SIGTERM: Triton stops accepting requests and lets in-flight ones finish
-(``--exit-timeout-secs``) before it exits.
+What it does beyond starting the binary:
+
+- **Ports**: free ones unless given; given ones are checked first, and a busy port is an error
+  naming it and the process that holds it (``PortInUseError``).
+- **Readiness** is polled over gRPC (``ServerReady``); ``start()`` raises ``ServerStartError``
+  with the server's own error lines if it exits or does not become ready.
+- **HTTP inference is off** unless ``http_inference=True``: Triton 2.51 crashes on deeply nested
+  JSON, and gRPC is the product's protocol. Health, metadata, model config and statistics stay
+  open on the HTTP port; the APIs that parse a JSON body (inference, model repository, shared
+  memory, trace, logging) are restricted behind a header whose value nobody knows. With
+  ``http_inference=True`` Triton's HTTP port moves to a private loopback port and an
+  ``HttpGuard`` on the public one bounds body size and JSON nesting.
+- **Drain**: the server runs in explicit model-control mode with every model loaded, and
+  ``stop()`` unloads ensembles and Python models first, then the rest, waiting for in-flight
+  requests (``runtime.drain``), before SIGTERM; within ``exit_timeout_s`` in all.
+- **No debris**: tritonserver gets SIGKILL from the kernel if its starter dies
+  (PR_SET_PDEATHSIG); a reaper process kills its Python backend stubs and removes its
+  shared-memory regions and work folder if the starter dies without cleaning up; ``stop()``
+  does the same itself.
+- Models whose build manifest says parity FAILED are not loaded (nor the ensembles using them)
+  unless ``allow_failed_parity=True``; TensorRT models are left out without a GPU.
 """
 
 from __future__ import annotations
@@ -14,39 +31,72 @@ from __future__ import annotations
 import collections
 import contextlib
 import re
+import secrets
 import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
+import tritonclient.grpc as grpcclient
+
 from triton_deploy.errors import ServerStartError
+from triton_deploy.runtime.drain import DrainReport, drain
 from triton_deploy.runtime.installation import TritonInstallation, prepare_backend_directory
+from triton_deploy.runtime.lifecycle import (
+    Reaper,
+    check_ports_free,
+    cleanup,
+    new_shm_prefix,
+    parent_death_signal,
+    sweep_stale_shm_regions,
+)
 from triton_deploy.runtime.repository import (
+    failed_parity,
     gpu_available,
     make_view,
     plan_view,
     read_repository,
 )
 
-__all__ = ["TritonServer", "free_port"]
+__all__ = ["HTTP_BODY_APIS", "HTTP_OFF_HEADER", "TritonServer", "describe_exit", "free_port"]
 
 # Triton error lines: "E1122 04:50:00.123 123 file.cc:42] message" (default log format) or
 # "2026-11-22T04:50:00Z E 123 file.cc:42] message" (--log-format=ISO8601).
 _ERROR_LINE = re.compile(r"^(E\d{4} |\d{4}-\d\d-\d\dT\S+ E )")
 _UNAVAILABLE = re.compile(r"\|\s*UNAVAILABLE:")
 
+#: Triton's HTTP API groups that parse a JSON request body (the crash needs one).
+HTTP_BODY_APIS = ("inference", "model-repository", "shared-memory", "trace", "logging")
+#: The header Triton names when a restricted HTTP API is called while HTTP inference is off.
+HTTP_OFF_HEADER = "tdeploy-http-inference-off-use-grpc"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def describe_exit(code: int | None) -> str:
+    """'killed by SIGSEGV (signal 11)' / 'exited with code 1'."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (signal {-code})"
+    return f"exited with code {code}"
+
+
+def _flag_values(args: Sequence[str], flag: str) -> list[str]:
+    return [a.split("=", 1)[1] for a in args if a.startswith(flag + "=")]
 
 
 class TritonServer:
@@ -65,8 +115,18 @@ class TritonServer:
         exit_timeout_s: int = 30,
         startup_timeout_s: float = 180.0,
         on_log_line: Callable[[str], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+        http_inference: bool = False,
+        http_max_body_bytes: int | None = None,
+        http_max_json_depth: int | None = None,
+        allow_failed_parity: bool = False,
     ) -> None:
         self.repository = Path(repository).resolve()
+        self._given_ports = {
+            "gRPC": grpc_port or 0,
+            "HTTP": http_port or 0,
+            "metrics": metrics_port or 0,
+        }
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.metrics_port = metrics_port or free_port()
@@ -76,12 +136,24 @@ class TritonServer:
         self.exit_timeout_s = exit_timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.on_log_line = on_log_line
+        self.on_event = on_event
+        self.http_inference = http_inference
+        self.http_max_body_bytes = http_max_body_bytes
+        self.http_max_json_depth = http_max_json_depth
+        self.allow_failed_parity = allow_failed_parity
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}
+        self.last_drain: DrainReport | None = None
+        self.returncode: int | None = None
+        self.shm_prefix = ""
+        self._triton_http_port = self.http_port
         self._process: subprocess.Popen[str] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._reader: threading.Thread | None = None
+        self._reaper: Reaper | None = None
+        self._guard: object | None = None
+        self._lock = threading.Lock()
 
     # -- addresses -----------------------------------------------------------------------------
     @property
@@ -104,34 +176,67 @@ class TritonServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def drainable(self) -> bool:
+        """True when models can be unloaded one by one (explicit model-control mode)."""
+        modes = _flag_values(self.extra_args, "--model-control-mode")
+        return not modes or modes[-1] == "explicit"
+
     def command(
         self, installation: TritonInstallation, backend_directory: Path, repository: Path
     ) -> list[str]:
+        http_address = "127.0.0.1" if self.http_inference else self.address
         args = [
             str(installation.binary),
             f"--model-repository={repository}",
             f"--backend-directory={backend_directory}",
             f"--grpc-port={self.grpc_port}",
-            f"--http-port={self.http_port}",
+            f"--http-port={self._triton_http_port}",
             f"--metrics-port={self.metrics_port}",
             f"--grpc-address={self.address}",
-            f"--http-address={self.address}",
+            f"--http-address={http_address}",
             f"--metrics-address={self.address}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
+            "--model-control-mode=explicit",
+            "--load-model=*",
         ]
         given = {arg.split("=", 1)[0] for arg in self.extra_args}
-        return [a for a in args if a.split("=", 1)[0] not in given] + self.extra_args
+        if "--model-control-mode" in given:
+            given.add("--load-model")
+        args = [a for a in args if a.split("=", 1)[0] not in given]
+        if self.shm_prefix and not any(
+            "shm-region-prefix-name" in v for v in _flag_values(self.extra_args, "--backend-config")
+        ):
+            args.append(f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}")
+        if not self.http_inference:
+            restricted = {
+                api
+                for value in _flag_values(self.extra_args, "--http-restricted-api")
+                for api in value.partition(":")[0].split(",")
+            }
+            off = [api for api in HTTP_BODY_APIS if api not in restricted]
+            if off:
+                token = secrets.token_hex(16)
+                args.append(f"--http-restricted-api={','.join(off)}:{HTTP_OFF_HEADER}={token}")
+        return args + self.extra_args
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> TritonServer:
         installation = TritonInstallation.locate()
         models = read_repository(self.repository)
-        self.loaded, self.skipped = plan_view(models, gpu=self.gpu)
+        refused = {} if self.allow_failed_parity else failed_parity(self.repository)
+        self.loaded, self.skipped = plan_view(models, gpu=self.gpu, refused=refused)
         if not self.loaded:
             raise ServerStartError(
                 f"nothing in {self.repository} can load here: "
                 + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
             )
+        check_ports_free(self.address, {k: v for k, v in self._given_ports.items() if v})
+        if self.http_inference:
+            self._triton_http_port = free_port()
+        sweep_stale_shm_regions()
+        self.shm_prefix = new_shm_prefix()
+        self.returncode = None
         self._workdir = tempfile.TemporaryDirectory(prefix="tdeploy-triton-")
         work = Path(self._workdir.name)
         backends = prepare_backend_directory(work / "backends", installation)
@@ -140,6 +245,7 @@ class TritonServer:
             if self.skipped
             else self.repository
         )
+        self._reaper = Reaper().start()
         self._process = subprocess.Popen(
             self.command(installation, backends, repository),
             stdout=subprocess.PIPE,
@@ -147,16 +253,41 @@ class TritonServer:
             text=True,
             errors="replace",
             env=installation.environment(),
-            start_new_session=True,  # Ctrl-C reaches us; we forward SIGTERM for a graceful stop
+            start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
+            preexec_fn=parent_death_signal(),
+        )
+        self._reaper.watch(
+            pgid=self._process.pid, shm_prefix=self.shm_prefix, workdir=self._workdir.name
         )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
         try:
             self._wait_ready()
+            if self.http_inference:
+                self._start_guard()
         except BaseException:
-            self.stop()
+            self.stop(drain_first=False)
             raise
         return self
+
+    def _start_guard(self) -> None:
+        from triton_deploy.runtime.http_guard import (
+            DEFAULT_MAX_BODY_BYTES,
+            DEFAULT_MAX_JSON_DEPTH,
+            HttpGuard,
+        )
+
+        try:
+            self._guard = HttpGuard(
+                (self.address, self.http_port),
+                upstream=f"http://127.0.0.1:{self._triton_http_port}",
+                max_body_bytes=self.http_max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+                max_json_depth=self.http_max_json_depth or DEFAULT_MAX_JSON_DEPTH,
+            ).start()
+        except OSError as exc:
+            raise ServerStartError(
+                f"HTTP guard could not listen on {self.http_url}: {exc}"
+            ) from exc
 
     def _read_output(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -164,17 +295,24 @@ class TritonServer:
             line = line.rstrip("\n")
             self.log.append(line)
             if self.on_log_line is not None:
-                self.on_log_line(line)
+                with contextlib.suppress(OSError, ValueError):  # e.g. the terminal was closed
+                    self.on_log_line(line)
+
+    def _event(self, message: str) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.on_event(message)
 
     def error_lines(self) -> list[str]:
         lines = list(self.log)
         return [ln for ln in lines if _ERROR_LINE.match(ln) or _UNAVAILABLE.search(ln)]
 
     def is_ready(self) -> bool:
+        """Server readiness over gRPC (independent of whether HTTP inference is on)."""
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except (urllib.error.URLError, OSError):
+            with grpcclient.InferenceServerClient(self.grpc_url) as client:
+                return bool(client.is_server_ready(client_timeout=2))
+        except Exception:  # connection refused, deadline, a server starting up: not ready
             return False
 
     def _wait_ready(self) -> None:
@@ -185,7 +323,7 @@ class TritonServer:
                 if self._reader is not None:
                     self._reader.join(timeout=5)
                 raise ServerStartError(
-                    f"tritonserver exited with code {self._process.returncode} while starting "
+                    f"tritonserver {describe_exit(self._process.returncode)} while starting "
                     f"on {self.repository}",
                     self.error_lines() or list(self.log)[-20:],
                 )
@@ -197,30 +335,62 @@ class TritonServer:
             self.error_lines() or list(self.log)[-20:],
         )
 
-    def stop(self, timeout_s: float | None = None) -> int | None:
-        """Graceful stop: SIGTERM, wait for in-flight requests, then SIGKILL as a last resort."""
-        process, self._process = self._process, None
+    def stop(self, timeout_s: float | None = None, *, drain_first: bool = True) -> int | None:
+        """Drain (see the module docstring), SIGTERM, SIGKILL as a last resort; clean up.
+
+        Returns tritonserver's exit code (negative: the signal that ended it), or None when it
+        was not running. ``timeout_s`` (default ``exit_timeout_s``) bounds drain and exit
+        together, plus 10 s of grace before SIGKILL.
+        """
+        with self._lock:
+            process, self._process = self._process, None
+        budget = float(timeout_s if timeout_s is not None else self.exit_timeout_s)
+        deadline = time.monotonic() + budget
         code = None
+        if self._guard is not None:
+            self._guard.stop()  # type: ignore[attr-defined]
+            self._guard = None
         if process is not None:
+            if process.poll() is None and drain_first and self.drainable:
+                self._event("draining: no new requests, waiting for the in-flight ones")
+                self.last_drain = drain(self.grpc_url, timeout_s=budget, log=self._event)
+                self._event(self.last_drain.summary())
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=timeout_s or self.exit_timeout_s + 15)
+                code = process.wait(timeout=max(deadline - time.monotonic(), 0) + 10)
             except subprocess.TimeoutExpired:
+                self._event(f"tritonserver did not exit within {budget:.0f} s: SIGKILL")
                 process.kill()
                 code = process.wait()
             if self._reader is not None:
                 self._reader.join(timeout=5)
+            self.returncode = code
+            self._cleanup(process.pid)
+        return code
+
+    def _cleanup(self, pgid: int) -> None:
+        """Stubs left in the process group, our shared-memory regions, the work folder."""
+        for done in cleanup(pgid=pgid, shm_prefix=self.shm_prefix, workdir=None):
+            self._event(done)
         if self._workdir is not None:
             with contextlib.suppress(OSError):
                 self._workdir.cleanup()
             self._workdir = None
-        return code
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
-    def wait(self) -> int:
-        """Block until the server exits by itself."""
-        assert self._process is not None
-        return self._process.wait()
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Block until the server exits by itself (or ``timeout_s`` passes: None)."""
+        process = self._process
+        if process is None:
+            return self.returncode
+        try:
+            self.returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
 
     def __enter__(self) -> TritonServer:
         return self.start()
