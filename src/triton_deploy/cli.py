@@ -5,9 +5,7 @@ The project's error becomes exit code 1 with a one-line message at this edge onl
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,7 +14,7 @@ import typer
 from rich.console import Console
 
 from triton_deploy import __version__
-from triton_deploy.errors import ServerStartError, TritonDeployError
+from triton_deploy.errors import TritonDeployError
 
 app = typer.Typer(
     name="tdeploy",
@@ -93,85 +91,6 @@ def build(
 
 
 @app.command()
-def serve(
-    repository: Annotated[
-        Path, typer.Option(help="Model repository to serve.", envvar="TDEPLOY_REPOSITORY")
-    ] = DEFAULT_REPOSITORY,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port.", envvar="TDEPLOY_GRPC_PORT")] = 8001,
-    http_port: Annotated[int, typer.Option(help="HTTP port.", envvar="TDEPLOY_HTTP_PORT")] = 8000,
-    metrics_port: Annotated[
-        int, typer.Option(help="Metrics port.", envvar="TDEPLOY_METRICS_PORT")
-    ] = 8002,
-    address: Annotated[
-        str,
-        typer.Option(
-            help="Listen address; 0.0.0.0 to accept other machines.", envvar="TDEPLOY_ADDRESS"
-        ),
-    ] = "127.0.0.1",
-    exit_timeout: Annotated[
-        int, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")
-    ] = 30,
-    log_server: Annotated[bool, typer.Option(help="Echo the server's log lines.")] = True,
-    triton_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--triton-arg", help="Extra tritonserver flag, e.g. --triton-arg=--log-verbose=1."
-        ),
-    ] = None,
-) -> None:
-    """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
-    from triton_deploy.runtime.server import TritonServer
-
-    server = TritonServer(
-        repository,
-        grpc_port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        address=address,
-        exit_timeout_s=exit_timeout,
-        extra_args=triton_arg or [],
-        on_log_line=(lambda line: print(line, file=sys.stderr, flush=True)) if log_server else None,
-    )
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        console.print(
-            f"\n{signal.Signals(signum).name}: stopping, letting in-flight requests finish"
-        )
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    try:
-        server.start()
-    except ServerStartError as exc:
-        raise fail(exc) from None
-    except TritonDeployError as exc:
-        raise fail(exc) from None
-    for name, reason in server.skipped.items():
-        console.print(f"[yellow]not loaded[/] {name}: {reason}")
-    console.print(
-        f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
-        f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}\n  metrics  {server.metrics_url}\n"
-        f"  try:     tdeploy health --url {server.grpc_url}\n"
-        f"           tdeploy verify --url {server.grpc_url}\n"
-        "  stop:    Ctrl-C"
-    )
-
-    def _watch() -> None:  # the server may also exit by itself
-        server.wait()
-        stop.set()
-
-    watcher = threading.Thread(target=_watch, daemon=True)
-    watcher.start()
-    stop.wait()
-    code = server.stop()
-    console.print(f"tritonserver exited with code {code}")
-    if code not in (0, None):
-        raise typer.Exit(code=1)
-
-
-@app.command()
 def verify(
     url: Annotated[
         str, typer.Option(help="gRPC endpoint.", envvar="TDEPLOY_URL")
@@ -199,11 +118,14 @@ def verify(
 
 
 def _register_sub_commands() -> None:
-    """Commands that live beside their stage: the client's and the load tests'."""
+    """Commands that live beside their stage: the client's, the runtime's, the load tests'."""
     from triton_deploy.cli_client import health, infer
+    from triton_deploy.cli_serve import drain, serve
 
     app.command()(infer)
     app.command()(health)
+    app.command()(serve)
+    app.command()(drain)
     try:
         from triton_deploy.cli_loadtest import loadtest
     except ImportError:  # the loadtest extra (locust) is not installed
