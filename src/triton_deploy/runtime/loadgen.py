@@ -45,21 +45,28 @@ _CHANNEL_OPTIONS = [
 
 
 def classify(code: grpc.StatusCode | None, details: str) -> str:
-    """The outcome of one call from its gRPC status (see the module docstring)."""
+    """The outcome of one call from its gRPC status (see the module docstring).
+
+    ``refused`` is kept to answers that prove the server never took the request: a model
+    lookup that found no loaded version, a scheduler that was already stopping at the entry,
+    or a connection that could not be opened. A connection lost mid-call is ``failed``.
+    """
     if code is None or code == grpc.StatusCode.OK:
         return "ok"
     text = details or ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "deadline"
+    if "in ensemble" in text:  # accepted by an ensemble, then lost at a later step
+        return "failed"
     if code == grpc.StatusCode.UNAVAILABLE and (
         "Exceeds maximum queue size" in text or "Request timeout expired" in text
     ):
         return "rejected"
     if code == grpc.StatusCode.NOT_FOUND and "has no available versions" in text:
-        # the entry model is unloading; inside an ensemble this would name the ensemble
-        return "failed" if "in ensemble" in text else "refused"
-    if code == grpc.StatusCode.UNAVAILABLE and "in ensemble" not in text:
-        # "Server is stopping" at the entry, connection refused or closed: never accepted
+        return "refused"
+    if code == grpc.StatusCode.UNAVAILABLE and any(
+        sign in text for sign in ("Server is stopping", "failed to connect", "Connection refused")
+    ):
         return "refused"
     return "failed"
 
@@ -228,9 +235,11 @@ class Load:
         seconds: float,
         deadline_s: float,
         seed: int = 0,
+        stop: asyncio.Event | None = None,
     ) -> list[Sample]:
         """Poisson arrivals at ``rate`` per second, whatever the server does (like real users)."""
         rng = random.Random(seed)
+        stop = stop or asyncio.Event()
         samples: list[Sample] = []
         pending: set[asyncio.Task[None]] = set()
         cycles = [t.cycle() for t in targets]
@@ -243,7 +252,7 @@ class Load:
 
         while True:
             due += rng.expovariate(rate)
-            if due - start >= seconds:
+            if due - start >= seconds or stop.is_set():
                 break
             delay = due - time.perf_counter()
             if delay > 0:

@@ -1,0 +1,121 @@
+"""Graceful drain: SIGTERM loses no in-flight request, ensembles included, also after overload."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from servingtools import pipeline_repository
+
+from triton_deploy.runtime.loadgen import Load, Sample, Target
+from triton_deploy.runtime.repository import read_repository
+from triton_deploy.runtime.server import TritonServer
+
+pytestmark = pytest.mark.server
+
+
+def _burst(url: str, n: int, results: list[object]) -> list[threading.Thread]:
+    """``n`` concurrent requests to the ``pipeline`` ensemble, each in a thread of its own."""
+
+    def one(i: int) -> None:
+        with grpcclient.InferenceServerClient(url) as client:
+            x = grpcclient.InferInput("X", [1, 1], "FP32")
+            x.set_data_from_numpy(np.array([[i]], np.float32))
+            try:
+                results.append(float(client.infer("pipeline", [x]).as_numpy("Y")[0, 0]) - i)
+            except Exception as exc:
+                results.append(str(exc))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _stop_during_burst(server: TritonServer, *, drain_first: bool) -> tuple[list[object], int]:
+    results: list[object] = []
+    threads = _burst(server.grpc_url, 16, results)
+    time.sleep(0.5)  # every request is now in the ensemble's slow first step (1 s)
+    code = server.stop(drain_first=drain_first)
+    for thread in threads:
+        thread.join(timeout=60)
+    return results, code or 0
+
+
+def test_triton_sigterm_alone_drops_in_flight_ensemble_requests(tmp_path: Path) -> None:
+    """The 2.51 behaviour the drain exists for: composing models stop while ensembles run."""
+    server = TritonServer(pipeline_repository(tmp_path / "repo"), exit_timeout_s=20).start()
+    results, _ = _stop_during_burst(server, drain_first=False)
+    failed = [r for r in results if r != 2.0]
+    assert failed, "Triton's own SIGTERM kept every ensemble request: the upstream bug is fixed"
+    assert all("Server is stopping" in str(r) for r in failed), failed
+
+
+def test_stop_drains_in_flight_ensemble_requests(tmp_path: Path) -> None:
+    server = TritonServer(pipeline_repository(tmp_path / "repo"), exit_timeout_s=20).start()
+    results, code = _stop_during_burst(server, drain_first=True)
+    assert results == [2.0] * 16
+    assert code == 0
+    assert server.last_drain is not None and server.last_drain.complete
+    assert server.last_drain.unloaded[0] == "pipeline"  # the ensemble first
+
+
+def _in_flight_failures(samples: list[Sample], stopped_at: float) -> list[Sample]:
+    """Requests sent before the stop began that the server took and did not answer.
+
+    A request sent just before the stop may reach the server after the unload and be refused
+    at the entry ("no available versions"): never taken, so not in flight (loadgen.classify).
+    """
+    return [s for s in samples if s.sent < stopped_at and s.outcome in ("failed", "deadline")]
+
+
+async def _load_then_stop(
+    server: TritonServer, targets: list[Target], *, overload_rate: float | None
+) -> tuple[list[Sample], float, int | None]:
+    done = asyncio.Event()
+    async with Load(server.grpc_url) as load:
+        tasks = [
+            asyncio.create_task(
+                load.closed_loop(targets, concurrency=256, seconds=120, deadline_s=60, stop=done)
+            )
+        ]
+        if overload_rate:
+            tasks.append(
+                asyncio.create_task(
+                    load.open_loop(
+                        targets, rate=overload_rate, seconds=120, deadline_s=60, stop=done
+                    )
+                )
+            )
+        await asyncio.sleep(4)
+        stopped_at = load.now()
+        code = await asyncio.to_thread(server.stop)
+        done.set()
+        samples = [s for batch in await asyncio.gather(*tasks) for s in batch]
+    return samples, stopped_at, code
+
+
+@pytest.mark.parametrize("overload", [False, True], ids=["c256", "c256-plus-overload"])
+def test_sigterm_at_c256_through_the_ensembles_loses_nothing(
+    model_repository: Path, overload: bool
+) -> None:
+    server = TritonServer(model_repository, exit_timeout_s=30).start()
+    models = read_repository(model_repository)
+    ensembles = [m for m in server.loaded if models[m].kind == "ensemble"]
+    targets = [Target.from_repository(model_repository, m, server.grpc_url) for m in ensembles]
+    # "overload": an open loop on top of c=256 at a rate no 2-core machine keeps up with
+    samples, stopped_at, code = asyncio.run(
+        _load_then_stop(server, targets, overload_rate=3000 if overload else None)
+    )
+    before = [s for s in samples if s.sent < stopped_at]
+    outcomes = collections.Counter(s.outcome for s in before)
+    assert outcomes["ok"] > 256, outcomes
+    assert _in_flight_failures(samples, stopped_at) == []
+    assert code == 0  # exited by itself within the exit timeout, no SIGKILL
+    assert server.last_drain is not None and server.last_drain.complete
