@@ -196,9 +196,7 @@ def test_serve_gives_up_after_max_restarts(
     assert "giving up: 1 restarts within 600 s" in rest
 
 
-def test_sighup_drains_and_stops_serve(
-    echo_repository: Path, serve_processes: list[Serve]
-) -> None:
+def test_sighup_drains_and_stops_serve(echo_repository: Path, serve_processes: list[Serve]) -> None:
     """Closing the terminal sends SIGHUP: drain and stop, leaving nothing behind."""
     serve = Serve(echo_repository)
     serve_processes.append(serve)

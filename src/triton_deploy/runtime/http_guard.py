@@ -106,27 +106,24 @@ class HttpGuard:
         self._loop = asyncio.new_event_loop()
         try:
             self._loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start()
+        except BaseException as exc:  # reported to start() if it happened while starting
             self._error = exc
-            self._ready.set()
         finally:
+            self._ready.set()
             self._loop.close()
 
     async def _serve(self) -> None:
         self._stopped = asyncio.Event()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session:
-            app = web.Application(client_max_size=self.max_body_bytes)
             self._session = session
+            app = web.Application(client_max_size=self.max_body_bytes)
             app.router.add_route("*", "/{tail:.*}", self._handle)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, self.listen[0], self.listen[1])
             try:
-                await site.start()
-            finally:
+                await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
                 self._ready.set()
-            try:
                 await self._stopped.wait()
             finally:
                 await runner.cleanup()

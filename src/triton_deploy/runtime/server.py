@@ -76,10 +76,18 @@ HTTP_BODY_APIS = ("inference", "model-repository", "shared-memory", "trace", "lo
 HTTP_OFF_HEADER = "tdeploy-http-inference-off-use-grpc"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port, never one this process handed out before (bind(0) may repeat one)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def describe_exit(code: int | None) -> str:
@@ -315,6 +323,14 @@ class TritonServer:
         except Exception:  # connection refused, deadline, a server starting up: not ready
             return False
 
+    def _listening(self, *ports: int) -> bool:
+        for port in ports:
+            try:
+                socket.create_connection((self._host, port), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
     def _wait_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout_s
@@ -327,7 +343,8 @@ class TritonServer:
                     f"on {self.repository}",
                     self.error_lines() or list(self.log)[-20:],
                 )
-            if self.is_ready():
+            # gRPC starts first; HTTP and metrics listen a moment later
+            if self.is_ready() and self._listening(self._triton_http_port, self.metrics_port):
                 return
             time.sleep(0.2)
         raise ServerStartError(
