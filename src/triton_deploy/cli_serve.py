@@ -22,6 +22,7 @@ from triton_deploy.errors import TritonDeployError
 __all__ = ["drain", "serve"]
 
 console = Console(stderr=True)
+DEFAULT_MAX_INFLIGHT = 32
 
 
 def _fail(exc: TritonDeployError) -> typer.Exit:
@@ -74,6 +75,22 @@ def serve(
     http_max_json_depth: Annotated[
         int, typer.Option(help="With --http-inference: deepest JSON nesting accepted.", min=1)
     ] = 64,
+    max_inflight: Annotated[
+        int | None,
+        typer.Option(
+            help="Overload protection: at most this many requests inside Triton; more wait in "
+            "a bounded queue in front of it (HAProxy), and beyond --max-queued they are "
+            "answered UNAVAILABLE at once. Default 32 when HAProxy is installed; 0: off.",
+            min=0,
+            envvar="TDEPLOY_MAX_INFLIGHT",
+        ),
+    ] = None,
+    max_queued: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests that may wait in front of Triton (default: --max-inflight).", min=0
+        ),
+    ] = None,
     max_restarts: Annotated[
         int,
         typer.Option(
@@ -99,7 +116,21 @@ def serve(
 ) -> None:
     """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
     from triton_deploy.runtime.server import TritonServer
+    from triton_deploy.runtime.shedder import haproxy_binary
     from triton_deploy.runtime.supervisor import Supervisor
+
+    overload = ""
+    if max_inflight is None:
+        try:
+            haproxy_binary()
+            max_inflight = DEFAULT_MAX_INFLIGHT
+        except TritonDeployError as exc:
+            overload = f"[yellow]overload protection off[/]: {exc}"
+    if max_inflight:
+        queued = max_queued if max_queued is not None else max_inflight
+        overload = f"at most {max_inflight} requests in Triton, {queued} queued in front (HAProxy)"
+    elif not overload:
+        overload = "overload protection off (--max-inflight 0)"
 
     def _echo(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -118,6 +149,8 @@ def serve(
         http_max_body_bytes=http_max_body_bytes,
         http_max_json_depth=http_max_json_depth,
         allow_failed_parity=allow_failed_parity,
+        max_inflight=max_inflight or None,
+        max_queued=max_queued,
     )
     stop = threading.Event()
 
@@ -138,6 +171,7 @@ def serve(
         f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
         f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}  ({http})\n"
         f"  metrics  {server.metrics_url}\n"
+        f"  overload {overload}\n"
         f"  try:     tdeploy health --url {server.grpc_url}\n"
         f"           tdeploy verify --url {server.grpc_url}\n"
         "  stop:    Ctrl-C (drains: in-flight requests finish)",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from servingtools import pipeline_repository
 
-from triton_deploy.runtime.loadgen import Load, Sample, Target
+from triton_deploy.runtime.loadgen import InBackground, Load, Sample, Target
 from triton_deploy.runtime.repository import read_repository
 from triton_deploy.runtime.server import TritonServer
 
@@ -75,43 +75,59 @@ def _in_flight_failures(samples: list[Sample], stopped_at: float) -> list[Sample
     return [s for s in samples if s.sent < stopped_at and s.outcome in ("failed", "deadline")]
 
 
-async def _load_then_stop(
+def _load_then_stop(
     server: TritonServer, targets: list[Target], *, overload_rate: float | None
 ) -> tuple[list[Sample], float, int | None]:
-    done = asyncio.Event()
-    async with Load(server.grpc_url) as load:
-        tasks = [
-            asyncio.create_task(
-                load.closed_loop(targets, concurrency=256, seconds=120, deadline_s=60, stop=done)
+    done = threading.Event()
+    with Load(server.grpc_url) as load:
+        loops = [
+            InBackground(
+                load.closed_loop,
+                targets=targets,
+                concurrency=256,
+                seconds=120,
+                deadline_s=60,
+                stop=done,
             )
         ]
         if overload_rate:
-            tasks.append(
-                asyncio.create_task(
-                    load.open_loop(
-                        targets, rate=overload_rate, seconds=120, deadline_s=60, stop=done
-                    )
+            loops.append(
+                InBackground(
+                    load.open_loop,
+                    targets=targets,
+                    rate=overload_rate,
+                    seconds=120,
+                    deadline_s=60,
+                    stop=done,
                 )
             )
-        await asyncio.sleep(4)
+        time.sleep(4)
         stopped_at = load.now()
-        code = await asyncio.to_thread(server.stop)
+        code = server.stop()
         done.set()
-        samples = [s for batch in await asyncio.gather(*tasks) for s in batch]
+        samples = [s for loop in loops for s in loop.result()]
     return samples, stopped_at, code
 
 
-@pytest.mark.parametrize("overload", [False, True], ids=["c256", "c256-plus-overload"])
+@pytest.mark.parametrize(
+    ("overload", "shedder"),
+    [(False, False), (True, False), (True, True)],
+    ids=["c256", "c256-plus-overload", "c256-plus-overload-through-the-shedder"],
+)
 def test_sigterm_at_c256_through_the_ensembles_loses_nothing(
-    model_repository: Path, overload: bool
+    model_repository: Path, overload: bool, shedder: bool
 ) -> None:
-    server = TritonServer(model_repository, exit_timeout_s=30).start()
+    if shedder and shutil.which("haproxy") is None:
+        pytest.skip("haproxy missing: run `bash .ci/system-deps`")
+    server = TritonServer(
+        model_repository, exit_timeout_s=30, max_inflight=32 if shedder else None
+    ).start()
     models = read_repository(model_repository)
     ensembles = [m for m in server.loaded if models[m].kind == "ensemble"]
     targets = [Target.from_repository(model_repository, m, server.grpc_url) for m in ensembles]
     # "overload": an open loop on top of c=256 at a rate no 2-core machine keeps up with
-    samples, stopped_at, code = asyncio.run(
-        _load_then_stop(server, targets, overload_rate=3000 if overload else None)
+    samples, stopped_at, code = _load_then_stop(
+        server, targets, overload_rate=3000 if overload else None
     )
     before = [s for s in samples if s.sent < stopped_at]
     outcomes = collections.Counter(s.outcome for s in before)

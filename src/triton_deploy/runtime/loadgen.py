@@ -1,30 +1,31 @@
 """A small gRPC load generator for the serving benchmarks and tests: closed and open loop.
 
 Requests are built once as ``ModelInferRequest`` protobufs (from the build's golden cases when
-there are some, else from the model's metadata) and sent with grpc.aio on a few channels, so
-one process can offer a few thousand requests per second. Every call records when it was sent,
+there are some, else from the model's metadata) and sent as gRPC futures on a few channels
+(completed on gRPC's threads, no event loop), so one process can offer a few thousand requests
+per second. Every call records when it was sent,
 how long it took and its outcome:
 
 - ``ok``
-- ``rejected``: the server refused it at once because it is overloaded (queue full, or its
-  queue timeout expired): the fast rejection a client can retry elsewhere
+- ``rejected``: the server refused it because it is overloaded (a full queue in Triton or in
+  the load shedder, or a queue timeout): the answer a client can retry elsewhere
 - ``deadline``: the client's deadline passed first
 - ``refused``: new work refused by a draining or stopped server (the model is unloading, the
   server is stopping, or nothing listens any more); never a request the server had accepted
 - ``failed``: anything else, including a request that was accepted and then lost
 
     target = Target.from_repository(Path("model_repository"), "ctr", url)
-    async with Load(url) as load:
-        samples = await load.open_loop(target, rate=800, seconds=10, deadline_s=1.0)
+    with Load(url) as load:
+        samples = load.open_loop([target], rate=800, seconds=10, deadline_s=1.0)
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,9 +36,16 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor, triton_to_np_dtype
 
-__all__ = ["OUTCOMES", "Load", "Sample", "Target", "classify", "percentile"]
+__all__ = ["OUTCOMES", "InBackground", "Load", "Sample", "Target", "classify", "percentile"]
 
 OUTCOMES = ("ok", "rejected", "deadline", "refused", "failed")
+# Triton's queue policy, the load shedder (runtime.shedder), HAProxy's queue timeout (503)
+_OVERLOADED = (
+    "Exceeds maximum queue size",
+    "Request timeout expired",
+    "server overloaded",
+    "status: 503",
+)
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -56,12 +64,10 @@ def classify(code: grpc.StatusCode | None, details: str) -> str:
     text = details or ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return "deadline"
+    if code == grpc.StatusCode.UNAVAILABLE and any(sign in text for sign in _OVERLOADED):
+        return "rejected"  # also at a later step of an ensemble: answered, retryable
     if "in ensemble" in text:  # accepted by an ensemble, then lost at a later step
         return "failed"
-    if code == grpc.StatusCode.UNAVAILABLE and (
-        "Exceeds maximum queue size" in text or "Request timeout expired" in text
-    ):
-        return "rejected"
     if code == grpc.StatusCode.NOT_FOUND and "has no available versions" in text:
         return "refused"
     if code == grpc.StatusCode.UNAVAILABLE and any(
@@ -160,74 +166,104 @@ def metadata_inputs(url: str, model: str, rows: int) -> dict[str, np.ndarray]:
 
 
 class Load:
-    """gRPC channels to one server and the two ways of offering load."""
+    """gRPC channels to one server and the two ways of offering load.
+
+    Calls are gRPC futures completed on gRPC's own threads: no event loop to saturate, so one
+    Python process offers a few thousand requests per second. Both loops block; run them in
+    threads (``in_background``) to combine them or to act while they run.
+    """
 
     def __init__(self, url: str, *, channels: int = 4) -> None:
         self.url = url
         self._channels = [
-            grpc.aio.insecure_channel(url, options=_CHANNEL_OPTIONS) for _ in range(channels)
+            grpc.insecure_channel(url, options=_CHANNEL_OPTIONS) for _ in range(channels)
         ]
         self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
         self._next = itertools.cycle(self._stubs)
+        self._lock = threading.Lock()
         self.started = time.perf_counter()
 
-    async def __aenter__(self) -> Load:
+    def __enter__(self) -> Load:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        self.close()
 
-    async def close(self) -> None:
+    def close(self) -> None:
         for channel in self._channels:
-            await channel.close()
+            channel.close()
 
     def now(self) -> float:
         return time.perf_counter() - self.started
 
-    async def call(self, request: Any, deadline_s: float) -> Sample:
+    def _send(self, request: Any, deadline_s: float, done: Callable[[Sample], None]) -> None:
         sent = self.now()
         began = time.perf_counter()
-        try:
-            await next(self._next).ModelInfer(request, timeout=deadline_s)
-            outcome, detail = "ok", ""
-        except grpc.aio.AioRpcError as exc:
-            detail = exc.details() or ""
-            outcome = classify(exc.code(), detail)
-            detail = f"{exc.code().name}: {detail}"
-        return Sample(sent, time.perf_counter() - began, outcome, detail[:300])
+        with self._lock:
+            stub = next(self._next)
+        future = stub.ModelInfer.future(request, timeout=deadline_s)
 
-    async def closed_loop(
+        def finished(call: Any) -> None:
+            latency = time.perf_counter() - began
+            try:
+                call.result()
+                sample = Sample(sent, latency, "ok")
+            except grpc.RpcError as exc:
+                detail = exc.details() or ""
+                sample = Sample(
+                    sent,
+                    latency,
+                    classify(exc.code(), detail),
+                    f"{exc.code().name}: {detail}"[:300],
+                )
+            except grpc.FutureCancelledError:
+                sample = Sample(sent, latency, "failed", "cancelled by the client")
+            done(sample)
+
+        future.add_done_callback(finished)
+
+    def closed_loop(
         self,
         targets: Sequence[Target],
         *,
         concurrency: int,
         seconds: float,
         deadline_s: float = 30.0,
-        stop: asyncio.Event | None = None,
+        stop: threading.Event | None = None,
         pause_after_refusal_s: float = 0.02,
     ) -> list[Sample]:
-        """``concurrency`` workers, each sending its next request when the last one returns."""
+        """``concurrency`` slots, each sending its next request when the last one returns."""
         samples: list[Sample] = []
         end = time.perf_counter() + seconds
-        stop = stop or asyncio.Event()
+        stop = stop or threading.Event()
+        active = threading.Semaphore(0)
+        cycles = [t.cycle() for t in targets]
 
-        async def worker(k: int) -> None:
-            requests = targets[k % len(targets)].cycle()
-            while time.perf_counter() < end and not stop.is_set():
-                sample = await self.call(next(requests), deadline_s)
-                samples.append(sample)
-                if sample.outcome == "refused":  # a stopped server answers at once: don't spin
-                    await asyncio.sleep(pause_after_refusal_s)
+        def next_call(slot: int) -> None:
+            if time.perf_counter() >= end or stop.is_set():
+                active.release()
+                return
+            self._send(next(cycles[slot % len(cycles)]), deadline_s, lambda s: returned(slot, s))
 
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        def returned(slot: int, sample: Sample) -> None:
+            samples.append(sample)
+            if sample.outcome == "refused":  # a stopped server answers at once: don't spin
+                threading.Timer(pause_after_refusal_s, next_call, (slot,)).start()
+            else:
+                next_call(slot)
+
+        for slot in range(concurrency):
+            next_call(slot)
+        for _ in range(concurrency):
+            active.acquire()
         return samples
 
-    async def open_loop(
+    def open_loop(
         self,
         targets: Sequence[Target],
         *,
@@ -235,32 +271,59 @@ class Load:
         seconds: float,
         deadline_s: float,
         seed: int = 0,
-        stop: asyncio.Event | None = None,
+        stop: threading.Event | None = None,
     ) -> list[Sample]:
         """Poisson arrivals at ``rate`` per second, whatever the server does (like real users)."""
         rng = random.Random(seed)
-        stop = stop or asyncio.Event()
         samples: list[Sample] = []
-        pending: set[asyncio.Task[None]] = set()
+        stop = stop or threading.Event()
         cycles = [t.cycle() for t in targets]
+        pending = 0
+        all_back = threading.Condition()
+
+        def returned(sample: Sample) -> None:
+            nonlocal pending
+            samples.append(sample)
+            with all_back:
+                pending -= 1
+                all_back.notify_all()
+
         start = time.perf_counter()
         due = start
         i = 0
-
-        async def one(request: Any) -> None:
-            samples.append(await self.call(request, deadline_s))
-
         while True:
             due += rng.expovariate(rate)
             if due - start >= seconds or stop.is_set():
                 break
             delay = due - time.perf_counter()
             if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(one(next(cycles[i % len(cycles)])))
+                time.sleep(delay)
+            with all_back:
+                pending += 1
+            self._send(next(cycles[i % len(cycles)]), deadline_s, returned)
             i += 1
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        if pending:
-            await asyncio.gather(*pending)
+        with all_back:
+            all_back.wait_for(lambda: pending == 0, timeout=deadline_s + 30)
         return samples
+
+
+class InBackground:
+    """A load loop on a thread: ``result()`` waits for it and returns its samples."""
+
+    def __init__(self, loop: Callable[..., list[Sample]], **kwargs: Any) -> None:
+        self._samples: list[Sample] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(loop, kwargs), daemon=True)
+        self._thread.start()
+
+    def _run(self, loop: Callable[..., list[Sample]], kwargs: dict[str, Any]) -> None:
+        try:
+            self._samples = loop(**kwargs)
+        except BaseException as exc:  # re-raised in result()
+            self._error = exc
+
+    def result(self, timeout_s: float | None = None) -> list[Sample]:
+        self._thread.join(timeout_s)
+        if self._error is not None:
+            raise self._error
+        return self._samples

@@ -62,6 +62,7 @@ from triton_deploy.runtime.repository import (
     plan_view,
     read_repository,
 )
+from triton_deploy.runtime.shedder import Shedder, haproxy_binary
 
 __all__ = ["HTTP_BODY_APIS", "HTTP_OFF_HEADER", "TritonServer", "describe_exit", "free_port"]
 
@@ -128,6 +129,8 @@ class TritonServer:
         http_max_body_bytes: int | None = None,
         http_max_json_depth: int | None = None,
         allow_failed_parity: bool = False,
+        max_inflight: int | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self._given_ports = {
@@ -149,6 +152,8 @@ class TritonServer:
         self.http_max_body_bytes = http_max_body_bytes
         self.http_max_json_depth = http_max_json_depth
         self.allow_failed_parity = allow_failed_parity
+        self.max_inflight = max_inflight or None
+        self.max_queued = max_queued
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}
@@ -156,6 +161,8 @@ class TritonServer:
         self.returncode: int | None = None
         self.shm_prefix = ""
         self._triton_http_port = self.http_port
+        self._triton_grpc_port = self.grpc_port
+        self._shedder: Shedder | None = None
         self._process: subprocess.Popen[str] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._reader: threading.Thread | None = None
@@ -177,6 +184,11 @@ class TritonServer:
         return f"http://{self._host}:{self.metrics_port}/metrics"
 
     @property
+    def _admin_url(self) -> str:
+        """Triton's own gRPC endpoint (behind the shedder when there is one)."""
+        return f"{self._host if not self.max_inflight else '127.0.0.1'}:{self._triton_grpc_port}"
+
+    @property
     def _host(self) -> str:
         return "127.0.0.1" if self.address in ("0.0.0.0", "127.0.0.1") else self.address
 
@@ -194,14 +206,15 @@ class TritonServer:
         self, installation: TritonInstallation, backend_directory: Path, repository: Path
     ) -> list[str]:
         http_address = "127.0.0.1" if self.http_inference else self.address
+        grpc_address = "127.0.0.1" if self.max_inflight else self.address
         args = [
             str(installation.binary),
             f"--model-repository={repository}",
             f"--backend-directory={backend_directory}",
-            f"--grpc-port={self.grpc_port}",
+            f"--grpc-port={self._triton_grpc_port}",
             f"--http-port={self._triton_http_port}",
             f"--metrics-port={self.metrics_port}",
-            f"--grpc-address={self.address}",
+            f"--grpc-address={grpc_address}",
             f"--http-address={http_address}",
             f"--metrics-address={self.address}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
@@ -242,6 +255,9 @@ class TritonServer:
         check_ports_free(self.address, {k: v for k, v in self._given_ports.items() if v})
         if self.http_inference:
             self._triton_http_port = free_port()
+        if self.max_inflight:
+            haproxy_binary()  # fail early, with how to install it
+            self._triton_grpc_port = free_port()
         sweep_stale_shm_regions()
         self.shm_prefix = new_shm_prefix()
         self.returncode = None
@@ -273,6 +289,13 @@ class TritonServer:
             self._wait_ready()
             if self.http_inference:
                 self._start_guard()
+            if self.max_inflight:
+                self._shedder = Shedder(
+                    (self.address, self.grpc_port),
+                    upstream_port=self._triton_grpc_port,
+                    max_inflight=self.max_inflight,
+                    max_queued=self.max_queued,
+                ).start()
         except BaseException:
             self.stop(drain_first=False)
             raise
@@ -318,7 +341,7 @@ class TritonServer:
     def is_ready(self) -> bool:
         """Server readiness over gRPC (independent of whether HTTP inference is on)."""
         try:
-            with grpcclient.InferenceServerClient(self.grpc_url) as client:
+            with grpcclient.InferenceServerClient(self._admin_url) as client:
                 return bool(client.is_server_ready(client_timeout=2))
         except Exception:  # connection refused, deadline, a server starting up: not ready
             return False
@@ -368,10 +391,18 @@ class TritonServer:
             self._guard.stop()  # type: ignore[attr-defined]
             self._guard = None
         if process is not None:
-            if process.poll() is None and drain_first and self.drainable:
+            if process.poll() is None and drain_first:
                 self._event("draining: no new requests, waiting for the in-flight ones")
-                self.last_drain = drain(self.grpc_url, timeout_s=budget, log=self._event)
-                self._event(self.last_drain.summary())
+                # the shedder's queue is in flight too: let it through before unloading
+                if self._shedder is not None and not self._shedder.drain(timeout_s=budget):
+                    self._event("load shedder still busy at the exit timeout")
+                if self.drainable:
+                    remaining = max(deadline - time.monotonic(), 0.0)
+                    self.last_drain = drain(self._admin_url, timeout_s=remaining, log=self._event)
+                    self._event(self.last_drain.summary())
+            if self._shedder is not None:
+                self._shedder.stop()
+                self._shedder = None
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:
