@@ -192,6 +192,7 @@ def _overload_run(
     overload_rate: float,
     seconds: float,
     recovery_seconds: float,
+    normal_seconds: float,
     deadline: float,
 ) -> list[Sample]:
     samples: list[Sample] = []
@@ -199,7 +200,7 @@ def _overload_run(
         assert server.pid is not None
         with RssSampler(server.pid, load) as rss:
             plan = [
-                ("normal", normal_rate, 15.0),
+                ("normal", normal_rate, normal_seconds),
                 ("overload", overload_rate, seconds),
                 ("recovery", normal_rate, recovery_seconds),
             ]
@@ -275,7 +276,11 @@ def _timeline(report: Report, samples: Sequence[Sample]) -> None:
 
 
 def _drain_run(
-    server: TritonServer, targets: list[Target], *, overload_rate: float | None
+    server: TritonServer,
+    targets: list[Target],
+    *,
+    overload_rate: float | None,
+    load_seconds: float = 5.0,
 ) -> dict[str, Any]:
     """c=256 (plus an open-loop overload) through the targets, then ``server.stop()``."""
     done = threading.Event()
@@ -301,7 +306,7 @@ def _drain_run(
                     stop=done,
                 )
             )
-        time.sleep(10.0 if overload_rate else 5.0)
+        time.sleep(2 * load_seconds if overload_rate else load_seconds)
         stopped_at = load.now()
         began = time.monotonic()
         code = server.stop()
@@ -456,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factor", type=float, default=1.5, help="overload, x capacity")
     parser.add_argument("--normal", type=float, default=0.5, help="normal load, x capacity")
     parser.add_argument("--recovery-seconds", type=float, default=15.0)
+    parser.add_argument("--normal-seconds", type=float, default=15.0, help="each normal phase")
+    parser.add_argument("--capacity-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="load before each stop (twice as long for the one after overload)",
+    )
     parser.add_argument("--deadline-ms", type=float, default=1000.0, help="client deadline")
     parser.add_argument(
         "--mechanism",
@@ -501,12 +514,12 @@ def main(argv: list[str] | None = None) -> int:
             targets = targets_for(server)
             console.print(f"  targets: {', '.join(names)}, {args.rows} rows per request")
             report.capacity_rps = _capacity(
-                server.grpc_url, targets, args.capacity_concurrency, 10.0
+                server.grpc_url, targets, args.capacity_concurrency, args.capacity_seconds
             )
             console.print(f"  capacity: {report.capacity_rps:.0f} req/s")
             normal_rate = args.normal * report.capacity_rps
             report.normal_p99_built_ms = _normal_p99(
-                server.grpc_url, targets, normal_rate, 15.0, deadline
+                server.grpc_url, targets, normal_rate, args.normal_seconds, deadline
             )
             console.print(f"  normal-load p99: {report.normal_p99_built_ms:.1f} ms")
 
@@ -540,17 +553,28 @@ def main(argv: list[str] | None = None) -> int:
             overload_rate=args.factor * report.capacity_rps,
             seconds=args.seconds,
             recovery_seconds=args.recovery_seconds,
+            normal_seconds=args.normal_seconds,
             deadline=deadline,
         )
         if args.no_drain:
             server.stop()
         else:
             console.print("[bold]drain[/]: c=256, then stop")
-            report.drain.append(_drain_run(server, targets, overload_rate=None))
-            server = start()
-            console.print(f"[bold]drain[/]: c=256 + {args.factor:g}x capacity for 10 s, then stop")
             report.drain.append(
-                _drain_run(server, targets, overload_rate=args.factor * report.capacity_rps)
+                _drain_run(server, targets, overload_rate=None, load_seconds=args.drain_seconds)
+            )
+            server = start()
+            console.print(
+                f"[bold]drain[/]: c=256 + {args.factor:g}x capacity for "
+                f"{2 * args.drain_seconds:g} s, then stop"
+            )
+            report.drain.append(
+                _drain_run(
+                    server,
+                    targets,
+                    overload_rate=args.factor * report.capacity_rps,
+                    load_seconds=args.drain_seconds,
+                )
             )
     report.figures = _figures(report, args)
     _print(report)
