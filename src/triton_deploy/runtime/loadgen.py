@@ -182,6 +182,8 @@ class Load:
         self._next = itertools.cycle(self._stubs)
         self._lock = threading.Lock()
         self.started = time.perf_counter()
+        # (load-clock time, seconds late) of each open-loop send: a busy machine shows here
+        self.lateness: list[tuple[float, float]] = []
 
     def __enter__(self) -> Load:
         return self
@@ -298,6 +300,7 @@ class Load:
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            self.lateness.append((self.now(), max(time.perf_counter() - due, 0.0)))
             with all_back:
                 pending += 1
             self._send(next(cycles[i % len(cycles)]), deadline_s, returned)
