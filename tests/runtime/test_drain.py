@@ -135,3 +135,21 @@ def test_sigterm_at_c256_through_the_ensembles_loses_nothing(
     assert _in_flight_failures(samples, stopped_at) == []
     assert code == 0  # exited by itself within the exit timeout, no SIGKILL
     assert server.last_drain is not None and server.last_drain.complete
+
+
+def test_tdeploy_drain_unloads_everything_and_reports_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from triton_deploy.cli import app
+
+    with TritonServer(pipeline_repository(tmp_path / "repo", first_step_delay_s=0)) as server:
+        result = CliRunner().invoke(app, ["drain", "--url", server.grpc_url, "--timeout", "30"])
+        assert result.exit_code == 0, result.output
+        assert "drained 3 models" in result.output
+        with grpcclient.InferenceServerClient(server.grpc_url) as client:
+            index = client.get_model_repository_index(as_json=True)["models"]
+        assert {m["name"]: m["state"] for m in index} == dict.fromkeys(
+            ("fast", "pipeline", "slow"), "UNAVAILABLE"
+        )
+    result = CliRunner().invoke(app, ["drain", "--url", "127.0.0.1:1", "--timeout", "1"])
+    assert result.exit_code == 1 and "drain failed" in result.output

@@ -38,6 +38,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -198,9 +200,10 @@ class TritonServer:
 
     @property
     def drainable(self) -> bool:
-        """True when models can be unloaded one by one (explicit model-control mode)."""
+        """True when models can be unloaded one by one (explicit model-control mode) over a
+        plaintext gRPC port; otherwise ``stop()`` relies on Triton's own SIGTERM path."""
         modes = _flag_values(self.extra_args, "--model-control-mode")
-        return not modes or modes[-1] == "explicit"
+        return (not modes or modes[-1] == "explicit") and not self._grpc_tls
 
     def command(
         self, installation: TritonInstallation, backend_directory: Path, repository: Path
@@ -338,8 +341,26 @@ class TritonServer:
         lines = list(self.log)
         return [ln for ln in lines if _ERROR_LINE.match(ln) or _UNAVAILABLE.search(ln)]
 
+    @property
+    def _grpc_tls(self) -> bool:
+        return any(
+            _flag_values(self.extra_args, flag)[-1:] == ["true"]
+            for flag in ("--grpc-use-ssl", "--grpc-use-ssl-mutual")
+        )
+
     def is_ready(self) -> bool:
-        """Server readiness over gRPC (independent of whether HTTP inference is on)."""
+        """Server readiness over gRPC (independent of whether HTTP inference is on).
+
+        With TLS on gRPC (our probe has no client certificate), over the HTTP health
+        endpoint instead, which stays open whether HTTP inference is on or off.
+        """
+        if self._grpc_tls:
+            url = f"http://{self._host}:{self._triton_http_port}/v2/health/ready"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    return bool(reply.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
         try:
             with grpcclient.InferenceServerClient(self._admin_url) as client:
                 return bool(client.is_server_ready(client_timeout=2))
