@@ -43,6 +43,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import tritonclient.grpc as grpcclient
 
@@ -65,6 +66,9 @@ from triton_deploy.runtime.repository import (
     read_repository,
 )
 from triton_deploy.runtime.shedder import Shedder, haproxy_binary
+
+if TYPE_CHECKING:  # aiohttp is imported only when HTTP inference is on
+    from triton_deploy.runtime.http_guard import HttpGuard
 
 __all__ = ["HTTP_BODY_APIS", "HTTP_OFF_HEADER", "TritonServer", "describe_exit", "free_port"]
 
@@ -169,7 +173,7 @@ class TritonServer:
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._reader: threading.Thread | None = None
         self._reaper: Reaper | None = None
-        self._guard: object | None = None
+        self._guard: HttpGuard | None = None
         self._lock = threading.Lock()
 
     # -- addresses -----------------------------------------------------------------------------
@@ -409,7 +413,7 @@ class TritonServer:
         deadline = time.monotonic() + budget
         code = None
         if self._guard is not None:
-            self._guard.stop()  # type: ignore[attr-defined]
+            self._guard.stop()
             self._guard = None
         if process is not None:
             if process.poll() is None and drain_first:
