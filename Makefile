@@ -3,22 +3,31 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TDEPLOY := $(VENV)/bin/tdeploy
-EXTRAS ?= build,serve,loadtest,k8s,test
+EXTRAS ?= build,serve,loadtest,k8s,otel,bench,test
 GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
 STAMP := $(VENV)/.installed
+# checkov (the chart's security scan, tests/charts) pins packaging<24, networkx<2.7 and
+# importlib-metadata<8, which the project's own environment cannot take: it gets its own venv.
+CHECKOV_VENV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: install up build serve verify test lint format bench loadtest loadtest-staging clean
+.PHONY: install up build serve verify test lint format bench bench-goals bench-envs tune loadtest loadtest-staging clean
 
-# Idempotent: re-installs only when pyproject.toml changed.
-install: $(STAMP)
+# Idempotent: re-installs only when pyproject.toml (or .ci/checkov-requirements.txt) changed.
+install: $(STAMP) $(CHECKOV_STAMP)
 $(STAMP): pyproject.toml
 	@bash .ci/system-deps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
+
+$(CHECKOV_STAMP): .ci/checkov-requirements.txt $(STAMP)
+	@test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r .ci/checkov-requirements.txt
+	@touch $(CHECKOV_STAMP)
 
 build: install
 	$(TDEPLOY) build
@@ -34,16 +43,31 @@ test: install
 	$(MAKE) --no-print-directory loadtest
 
 lint: install
-	$(VENV)/bin/ruff format --check src build clients loadtests tests
-	$(VENV)/bin/ruff check src build clients loadtests tests
-	$(VENV)/bin/mypy src/triton_deploy build clients loadtests
+	$(VENV)/bin/ruff format --check src build clients loadtests tests .ci
+	$(VENV)/bin/ruff check src build clients loadtests tests .ci
+	$(PY) .ci/typecheck.py
 
 format: install
-	$(VENV)/bin/ruff format src build clients loadtests tests
-	$(VENV)/bin/ruff check --fix src build clients loadtests tests
+	$(VENV)/bin/ruff format src build clients loadtests tests .ci
+	$(VENV)/bin/ruff check --fix src build clients loadtests tests .ci
 
-bench: build
-	$(PY) -m triton_deploy.runtime.bench
+# Performance (reports/bench/): every model next to the in-process ceiling, the naive service,
+# MLServer and BentoML, with our load generator and perf_analyzer. bench-envs creates the
+# tools' own environments in .venv-bench/ (once; re-created when a pin changes).
+bench: build bench-envs
+	$(TDEPLOY) bench $(ARGS)
+
+# The "Done when" goals of the performance work, measured vs target, pass/miss, in one run.
+bench-goals: build bench-envs
+	$(TDEPLOY) bench --goals $(ARGS)
+
+bench-envs: install
+	$(PY) -m triton_deploy.bench.envs
+
+# make tune MODEL=name P99_MS=10 [ARGS=...]: sweep batching/instances, write the winner into the spec.
+tune: build
+	@test -n "$(MODEL)" -a -n "$(P99_MS)" || { echo "usage: make tune MODEL=name P99_MS=10" >&2; exit 2; }
+	$(TDEPLOY) tune $(MODEL) --p99-ms $(P99_MS) --spec build/models.yaml $(ARGS)
 
 # Local load test (CI): a tritonserver on the built repository, 16 users for 30 s, checked
 # against loadtests/slo/local.yaml. Reports in reports/loadtest/. Exit code 3: an SLO violated.
@@ -51,11 +75,11 @@ loadtest: build
 	$(TDEPLOY) loadtest --no-build --env local --shape constant -u 16 -r 8 -t 30s
 
 # Staging, on demand: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step|spike|constant]
-# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_GRPC_TOKEN, not on the command line.
+# [USERS=64] [RUN_TIME=5m]; a bearer token goes in TDEPLOY_TOKEN, not on the command line.
 loadtest-staging: install
 	@test -n "$(HOST)" || { echo "usage: make loadtest-staging HOST=host:port [TLS=1] [SHAPE=step] [USERS=64] [RUN_TIME=5m]" >&2; exit 2; }
 	$(TDEPLOY) loadtest --host $(HOST) --env staging --shape $(or $(SHAPE),step) \
 		-u $(or $(USERS),64) -r 8 -t $(or $(RUN_TIME),5m) $(if $(TLS),--tls)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-bench .pytest_cache .typecheck .setuptools-build

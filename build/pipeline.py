@@ -1,22 +1,37 @@
-"""``tdeploy build``: a spec in, a Triton model repository out.
+"""``tdeploy build``: a spec in, a Triton model repository out, atomically.
 
-Each model is built by one step (torch2onnx, onnx2trt, xgboost2fil, python model, ensemble)
-that returns a ``StepResult`` with a status (OK / FAIL / SKIPPED). The pipeline trains each
-recipe once, writes every config.pbtxt from protobuf classes, checks the parity of every
-converted model with its source framework, validates ensemble wiring, and records a
-``manifest.json`` (versions, sources, sha256 of every file, framework versions, parity).
-Golden verification cases go to ``<out>/../.tdeploy/<out-name>/`` for ``tdeploy verify``.
+1. **Check first.** Every reference of the spec is resolved before anything runs: recipe
+   functions import, every file exists and is the format it claims, Python models define
+   ``TritonPythonModel``, the output folder is writable. A problem is one error naming the file.
+2. **Recipes** run (each once), writing their files into a work folder.
+3. **Models**, in dependency order: each source file is read into an ``Artifact`` (tensors
+   inferred), converted by the steps ``plan_steps`` chains (pt2→onnx, trees→fil, ...),
+   configured (config.pbtxt from the in-memory tensors, through protobuf classes), and checked:
+   the written file, run as the backend runs it, against the source framework on the samples.
+   The samples and the source's outputs become the model's golden case.
+4. **Ensembles**: wiring checked against the members' configs of this build, golden cases and
+   parity from the members' references and served runs, composed step by step.
+5. **Swap.** Everything is written into a staging folder beside ``--out``; only a build whose
+   steps all passed replaces the repository, in one atomic rename (``renameat2`` exchange).
+   A failed, interrupted or killed build leaves the previous repository exactly as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import importlib.metadata
 import json
+import os
 import shutil
+import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -28,19 +43,48 @@ from rich.table import Table
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.build import configs
+from triton_deploy.build.artifacts import (
+    Artifact,
+    Reference,
+    Tensor,
+    config_tensors,
+    declared_tensors,
+    read_artifact,
+)
+from triton_deploy.build.converters import Served, StepContext, plan_steps
 from triton_deploy.build.ensembles import validate_ensemble
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
-from triton_deploy.build.recipes import resolve_recipe
-from triton_deploy.build.spec import BuildSpec, EnsembleSpec, ModelSpec, TensorSpec
-from triton_deploy.errors import BuildError, TritonDeployError
-from triton_deploy.runtime.repository import read_config
+from triton_deploy.build.formats import Format, detect_format
+from triton_deploy.build.golden import GOLDEN_FILE, GoldenCase
+from triton_deploy.build.python_harness import PythonModelRunner, check_python_model
+from triton_deploy.build.recipes import RecipeResult, resolve_recipe
+from triton_deploy.build.samples import load_samples, synthesize_samples
+from triton_deploy.build.spec import (
+    BuildSpec,
+    EnsembleSpec,
+    ModelSpec,
+    RecipeOutput,
+    model_references,
+    parse_reference,
+)
+from triton_deploy.errors import ArtifactError, BuildError, SpecError, TritonDeployError
 
-__all__ = ["BuildReport", "StepResult", "artifacts_directory", "build_repository"]
+__all__ = ["MANIFEST", "BuildReport", "StepResult", "build_repository", "parity", "preflight"]
 
 Status = Literal["OK", "FAIL", "SKIPPED"]
 MANIFEST = "manifest.json"
 PLANS_SCRIPT = "build_plans.sh"
-FRAMEWORKS = ("torch", "onnx", "onnxruntime", "xgboost", "tensorrt", "tritonclient", "numpy")
+FRAMEWORKS = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "xgboost",
+    "lightgbm",
+    "treelite",
+    "tensorrt",
+    "tritonclient",
+    "numpy",
+)
+_WORK_PREFIX = ".tdeploy-build-"
 
 
 @dataclass
@@ -52,6 +96,7 @@ class StepResult:
     seconds: float = 0.0
     parity: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    samples: str = ""
 
 
 @dataclass
@@ -59,6 +104,7 @@ class BuildReport:
     repository: Path
     results: list[StepResult]
     up_to_date: bool = False
+    swapped: bool = False  # the repository was replaced by this build
 
     @property
     def failed(self) -> list[StepResult]:
@@ -70,20 +116,325 @@ class BuildReport:
 
     def table(self) -> Table:
         table = Table(title=f"tdeploy build → {self.repository}")
-        for column in ("model", "step", "status", "parity (max abs diff / tol)", "detail"):
+        for column in (
+            "model",
+            "steps",
+            "status",
+            "parity (max abs diff / tol)",
+            "samples",
+            "detail",
+        ):
             table.add_column(column)
         style = {"OK": "green", "FAIL": "bold red", "SKIPPED": "yellow"}
         for r in self.results:
-            parity = ""
+            parity_text = ""
             if r.parity:
-                parity = f"{r.parity['max_abs_diff']:.2e} / {r.parity['atol']:.0e}"
-            detail = r.detail or ", ".join(f"{k}={v:.4f}" for k, v in r.metrics.items())
-            table.add_row(r.model, r.step, f"[{style[r.status]}]{r.status}[/]", parity, detail)
+                parity_text = f"{r.parity['max_abs_diff']:.2e} / {r.parity['atol']:.0e}"
+            metrics = ", ".join(f"{k}={v:.4f}" for k, v in r.metrics.items())
+            detail = "; ".join(x for x in (r.detail, metrics) if x)
+            table.add_row(
+                r.model, r.step, f"[{style[r.status]}]{r.status}[/]", parity_text, r.samples, detail
+            )
         return table
 
 
+# -- parity ------------------------------------------------------------------------------------
+def _exact(value: np.ndarray) -> bool:
+    return value.dtype.kind in "biuOSU"
+
+
+def parity(served: np.ndarray, reference: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """|served - reference| <= atol + rtol * |reference| everywhere (exact for ints/strings)."""
+    served, reference = np.asarray(served), np.asarray(reference)
+    rows = int(reference.shape[0]) if reference.ndim else 1
+    if served.shape != reference.shape:
+        return {
+            "max_abs_diff": float("inf"),
+            "atol": atol,
+            "rtol": rtol,
+            "passed": False,
+            "samples": rows,
+            "problem": f"shape {list(served.shape)} != {list(reference.shape)}",
+        }
+    if _exact(reference):
+        mismatches = int(np.sum(served != reference))
+        return {
+            "max_abs_diff": float(mismatches),
+            "atol": 0.0,
+            "rtol": 0.0,
+            "passed": mismatches == 0,
+            "samples": rows,
+            "exact": True,
+            **({"problem": f"{mismatches} values differ"} if mismatches else {}),
+        }
+    served64, reference64 = served.astype(np.float64), reference.astype(np.float64)
+    both_nan = np.isnan(served64) & np.isnan(reference64)
+    diff = np.where(both_nan, 0.0, np.abs(served64 - reference64))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    ok = bool(np.all(diff <= atol + rtol * np.abs(np.nan_to_num(reference64))))
+    return {
+        "max_abs_diff": float(diff.max(initial=0.0)),
+        "atol": atol,
+        "rtol": rtol,
+        "passed": ok,
+        "samples": rows,
+    }
+
+
+def _combined(checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    worst = max(checks.values(), key=lambda c: (not c["passed"], c["max_abs_diff"]))
+    return {**worst, "passed": all(c["passed"] for c in checks.values()), "outputs": checks}
+
+
+# -- the served shape of a model's tensors -----------------------------------------------------
+def _as_config_shaped(function: Reference, config: mc.ModelConfig) -> Reference:
+    """``function`` (model-shaped arrays) taking and giving arrays as clients see them: a
+    tensor with a ``reshape`` is [N, *dims] on the wire and [N, *reshape] in the model."""
+    batching = config.max_batch_size > 0
+    reshaped_in = {t.name: list(t.reshape.shape) for t in config.input if t.HasField("reshape")}
+    dims_out = {t.name: list(t.dims) for t in config.output}
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {
+            name: (
+                value.reshape(
+                    (value.shape[0], *reshaped_in[name]) if batching else reshaped_in[name]
+                )
+                if name in reshaped_in
+                else value
+            )
+            for name, value in feeds.items()
+        }
+        out = function(feeds)
+        shaped = {}
+        for name, value in out.items():
+            if name not in dims_out:
+                continue
+            want = (value.shape[0], *dims_out[name]) if batching and value.ndim else None
+            if want is not None and -1 not in want and int(np.prod(want)) == value.size:
+                value = value.reshape(want)
+            shaped[name] = value
+        return shaped
+
+    return run
+
+
+def _config_samples(
+    samples: dict[str, np.ndarray], config: mc.ModelConfig
+) -> dict[str, np.ndarray]:
+    """Model-shaped samples as a client sends them (reshape inputs get their config dims)."""
+    batching = config.max_batch_size > 0
+    out = dict(samples)
+    for t in config.input:
+        if t.HasField("reshape") and t.name in out:
+            value = out[t.name]
+            out[t.name] = value.reshape((value.shape[0], *t.dims) if batching else tuple(t.dims))
+    return out
+
+
+# -- what a built model leaves for ensembles and the manifest ------------------------------------
+@dataclass
+class BuiltModel:
+    config: mc.ModelConfig
+    reference: Reference | None = None  # config-shaped
+    runner: Reference | None = None  # config-shaped
+    samples: dict[str, np.ndarray] | None = None  # config-shaped
+    onnx: Artifact | None = None  # the ONNX this model serves (for onnx_from)
+    source: str = ""
+    source_sha256: str = ""
+    format: str = ""
+
+
+# -- check first -------------------------------------------------------------------------------
+@dataclass
+class Resolved:
+    """Every file reference of the spec, resolved: (model, key, value) -> path or recipe output."""
+
+    files: dict[tuple[str, str, str], Path | RecipeOutput] = field(default_factory=dict)
+    recipes: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    recipe_files: dict[str, Path] = field(default_factory=dict)  # recipe -> its code file
+    formats: dict[str, Format] = field(default_factory=dict)  # model -> source format (known now)
+    artifacts: dict[str, Artifact] = field(default_factory=dict)  # model -> its file, read
+
+
+def _module_file(function: Callable[..., Any]) -> Path | None:
+    module = sys.modules.get(getattr(function, "__module__", ""), None)
+    origin = getattr(module, "__file__", None)
+    return Path(origin) if origin else None
+
+
+def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Resolved:
+    """Resolve and check every reference (of ``names`` only, when given) before any work."""
+    resolved = Resolved()
+    problems: list[str] = []
+    used_recipes: set[str] = set()
+    for model in spec.models:
+        if names is not None and model.name not in names:
+            continue
+        for key, value in model_references(model):
+            reference = parse_reference(value)
+            if isinstance(reference, RecipeOutput):
+                resolved.files[(model.name, key, value)] = reference
+                used_recipes.add(reference.recipe)
+                continue
+            path = spec.resolve_path(reference)
+            resolved.files[(model.name, key, value)] = path
+            try:
+                if not path.exists():
+                    raise ArtifactError(
+                        f"{path}: file not found ({key} of model '{model.name}'; relative paths "
+                        f"resolve against the spec's folder {spec.base})"
+                    )
+                if not path.is_file():
+                    raise ArtifactError(f"{path}: not a file ({key} of model '{model.name}')")
+                if key == "source":
+                    fmt = detect_format(path, model.format)
+                    resolved.formats[model.name] = fmt
+                    resolved.artifacts[model.name] = read_artifact(path, fmt, model)
+                elif key in ("python_model",):
+                    check_python_model(path)
+                elif key == "shared_code":
+                    _check_python_source(path)
+                elif key == "samples" and path.suffix.lower() not in (".npz", ".npy"):
+                    raise ArtifactError(f"{path}: samples must be a .npz or .npy file")
+            except ArtifactError as exc:
+                problems.append(str(exc))
+    for ensemble in spec.ensembles:
+        if ensemble.samples is None or (names is not None and ensemble.name not in names):
+            continue
+        reference = parse_reference(ensemble.samples)
+        if isinstance(reference, RecipeOutput):
+            used_recipes.add(reference.recipe)
+        elif not spec.resolve_path(reference).is_file():
+            problems.append(
+                f"{spec.resolve_path(reference)}: samples of ensemble '{ensemble.name}' not found"
+            )
+    for recipe in spec.recipes:
+        if recipe.name not in used_recipes:
+            continue
+        try:
+            function = resolve_recipe(recipe.function, spec.base)
+            resolved.recipes[recipe.name] = function
+            code = _module_file(function)
+            if code is not None:
+                resolved.recipe_files[recipe.name] = code
+        except SpecError as exc:
+            problems.append(str(exc))
+    for model in spec.models:  # samples of user files must fit the file they go with
+        artifact = resolved.artifacts.get(model.name)
+        samples = resolved.files.get((model.name, "samples", model.samples or ""))
+        if artifact is not None and isinstance(samples, Path) and samples.is_file():
+            try:
+                load_samples(samples, artifact.inputs, batching=model.max_batch_size > 0)
+            except ArtifactError as exc:
+                problems.append(str(exc))
+    problems += _check_output(out)
+    if len(problems) == 1:
+        raise BuildError(problems[0])
+    if problems:
+        raise BuildError(
+            f"{len(problems)} problems; nothing was built:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
+    return resolved
+
+
+def _check_python_source(path: Path) -> None:
+    import ast
+
+    try:
+        ast.parse(path.read_bytes().decode("utf-8"), filename=str(path))
+    except (UnicodeDecodeError, SyntaxError) as exc:
+        raise ArtifactError(f"{path}: not valid UTF-8 Python source ({exc})") from None
+
+
+def _check_output(out: Path) -> list[str]:
+    """The repository's folder must be replaceable: a real write probe beside it (permission
+    bits say nothing for root or read-only mounts)."""
+    if out.exists() and not out.is_dir():
+        return [f"{out}: --out exists and is not a directory"]
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    probe = parent / f".{out.name}.tdeploy-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return [f"{out}: cannot write in {parent} ({exc.strerror})"]
+    if out.exists():
+        for directory in (out, *(p for p in out.iterdir() if p.is_dir())):
+            if not os.access(directory, os.W_OK):
+                return [f"{directory}: is read-only; the build replaces {out} and must remove it"]
+    return []
+
+
+# -- the atomic swap ---------------------------------------------------------------------------
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the filesystem cannot
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
+def _swap_in(staged: Path, out: Path, trash: Path) -> None:
+    """Replace ``out`` by ``staged``; the old repository ends up at ``staged`` (or ``trash``)."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged.rename(out)
+        return
+    if _exchange(staged, out):
+        return
+    out.rename(trash)  # not atomic across these two renames, but never a mixed repository
+    staged.rename(out)
+
+
+def _remove_stale_work(out: Path) -> None:
+    """Work folders of builds that were killed (their process is gone)."""
+    for work in out.parent.glob(f".{out.name}{_WORK_PREFIX}*"):
+        pid = work.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # a build still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the build like Ctrl-C (cleanup runs), in the main thread."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- fingerprints ------------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _framework_versions() -> dict[str, str]:
@@ -99,278 +450,415 @@ def _framework_versions() -> dict[str, str]:
 
 
 def _code_fingerprint() -> str:
-    """Hash of the build code and recipes: a change there invalidates an up-to-date build."""
+    """Hash of the build code and the local backends: a change there invalidates a build."""
     digest = hashlib.sha256()
-    for package in (
-        "triton_deploy.build",
-        "triton_deploy.build.recipes",
-        "triton_deploy.build.python_models",
-        "triton_deploy.runtime.backends",
-    ):
-        root = resources.files(package)
-        for entry in sorted(root.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".py"):
-                digest.update(entry.name.encode())
-                digest.update(entry.read_bytes())
+    for package in ("triton_deploy.build", "triton_deploy.runtime.backends"):
+        root = Path(str(resources.files(package)))
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def parity(served: np.ndarray, reference: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    served = np.asarray(served, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    if served.shape != reference.shape:
-        return {
-            "max_abs_diff": float("inf"),
-            "atol": atol,
-            "rtol": rtol,
-            "passed": False,
-            "samples": int(reference.shape[0]) if reference.ndim else 1,
-            "problem": f"shape {list(served.shape)} != {list(reference.shape)}",
-        }
-    diff = np.abs(served - reference)
-    ok = bool(np.all(diff <= atol + rtol * np.abs(reference)))
-    return {
-        "max_abs_diff": float(diff.max(initial=0.0)),
-        "atol": atol,
-        "rtol": rtol,
-        "passed": ok,
-        "samples": int(reference.shape[0]),
-    }
+def _inputs_fingerprint(spec: BuildSpec, resolved: Resolved) -> str:
+    digest = hashlib.sha256(spec.fingerprint().encode())
+    digest.update(_code_fingerprint().encode())
+    for key, target in sorted(resolved.files.items(), key=lambda kv: kv[0]):
+        digest.update(repr(key).encode())
+        if isinstance(target, Path):
+            digest.update(_sha256(target).encode())
+    for name, code in sorted(resolved.recipe_files.items()):
+        digest.update(name.encode())
+        if code.is_file():
+            digest.update(_sha256(code).encode())
+    return digest.hexdigest()
 
 
-def _checked(
-    model: ModelSpec,
-    step: str,
-    converted: np.ndarray,
-    reference: np.ndarray,
-    metrics: dict[str, float],
-    failure: str,
-) -> StepResult:
-    """A conversion step's result: OK when the converted model matches its source in tolerance."""
-    check = parity(converted, reference, model.tolerance.atol, model.tolerance.rtol)
-    passed = check["passed"]
-    return StepResult(
-        model.name,
-        step,
-        "OK" if passed else "FAIL",
-        "" if passed else failure,
-        parity=check,
-        metrics=metrics,
-    )
+def _up_to_date(out: Path, fingerprint: str) -> bool:
+    path = out / MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return False
+    if manifest.get("inputs_fingerprint") != fingerprint:
+        return False
+    for entry in manifest.get("models", {}).values():
+        if entry.get("status") == "FAIL":
+            return False
+        for rel, digest in entry.get("files", {}).items():
+            file = out / rel
+            if not file.is_file() or _sha256(file) != digest:
+                return False
+    return True
+
+
+# -- the build ---------------------------------------------------------------------------------
+def _closure(spec: BuildSpec, only: set[str]) -> set[str]:
+    """``--only`` plus what must be rebuilt with it: ensembles using a rebuilt model (their
+    golden cases change), those ensembles' members (their references compose them), the
+    ONNX source of a TensorRT model and the TensorRT models built from a rebuilt ONNX."""
+    names = set(only)
+    while True:
+        grown = set(names)
+        for ensemble in spec.ensembles:
+            members = {s.model for s in ensemble.steps}
+            if ensemble.name in grown or members & grown:
+                grown |= members | {ensemble.name}
+        for model in spec.models:
+            if model.onnx_from is not None and (model.name in grown or model.onnx_from in grown):
+                grown |= {model.name, model.onnx_from}
+        if grown == names:
+            return names
+        names = grown
 
 
 class _Build:
-    def __init__(self, spec: BuildSpec, out: Path, only: set[str] | None, console: Console) -> None:
+    def __init__(
+        self,
+        spec: BuildSpec,
+        staged: Path,
+        recipes_dir: Path,
+        resolved: Resolved,
+        names: set[str],
+        previous: Path,
+        console: Console,
+    ) -> None:
         self.spec = spec
-        self.out = out
-        self.only = only
+        self.staged = staged
+        self.recipes_dir = recipes_dir
+        self.resolved = resolved
+        self.names = names
+        self.previous = previous
         self.console = console
-        self.trained: dict[str, Any] = {}
-        self.cases: dict[str, GoldenCase] = {}
-        self.tensors: dict[str, tuple[list[TensorSpec], list[TensorSpec]]] = {}
-        self.plans: list[tuple[str, int, list[str]]] = []
+        self.metrics: dict[str, dict[str, float]] = {}  # recipe -> metrics
+        self.built: dict[str, BuiltModel] = {}
         self.results: list[StepResult] = []
+        self.context_plans: list[tuple[str, int, list[str]]] = []
 
-    # -- helpers ------------------------------------------------------------------------------
-    def recipe(self, reference: str) -> Any:
-        if reference not in self.trained:
-            result = resolve_recipe(reference)(seed=self.spec.seed)
-            self.trained[reference] = result
-            self.cases.update(result.golden_cases())
-        return self.trained[reference]
+    # -- recipes -------------------------------------------------------------------------------
+    def run_recipes(self) -> None:
+        for name, function in self.resolved.recipes.items():
+            recipe = self.spec.recipe(name)
+            folder = self.recipes_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            self.console.log(f"recipe [bold]{name}[/]: {recipe.function}")
+            try:
+                result = function(folder, seed=self.spec.seed)
+            except TritonDeployError:
+                raise
+            except Exception as exc:
+                raise BuildError(
+                    f"recipe '{name}' ({recipe.function}) failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            missing = [f for f in recipe.outputs if not (folder / f).is_file()]
+            if missing:
+                raise BuildError(
+                    f"recipe '{name}' ({recipe.function}) did not write {missing} (its declared outputs)"
+                )
+            metrics = result.metrics if isinstance(result, RecipeResult) else dict(result or {})
+            self.metrics[name] = {k: float(v) for k, v in metrics.items()}
+            self.console.log(
+                f"recipe [bold]{name}[/] done in {time.perf_counter() - started:.1f} s"
+            )
 
-    def version_dir(self, model: ModelSpec) -> Path:
-        path = self.out / model.name / str(model.version)
+    def path_of(self, model: str, key: str, value: str) -> Path:
+        target = self.resolved.files.get((model, key, value))
+        if target is None:
+            reference = parse_reference(value)
+            target = (
+                reference
+                if isinstance(reference, RecipeOutput)
+                else self.spec.resolve_path(reference)
+            )
+        if isinstance(target, RecipeOutput):
+            return self.recipes_dir / target.recipe / target.file
+        return target
+
+    def recipe_metrics(self, model: ModelSpec) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for _, value in model_references(model):
+            reference = parse_reference(value)
+            if isinstance(reference, RecipeOutput):
+                found |= self.metrics.get(reference.recipe, {})
+        return found
+
+    # -- one model -----------------------------------------------------------------------------
+    def version_dir(self, name: str, version: int) -> Path:
+        path = self.staged / name / str(version)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def write(
-        self,
-        model: ModelSpec,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        parameters: dict[str, str] | None = None,
-    ) -> None:
-        configs.write_config(
-            configs.model_config(model, inputs, outputs, parameters), self.out / model.name
+    def build_model(self, model: ModelSpec) -> StepResult:
+        version_dir = self.version_dir(model.name, model.version)
+        context = StepContext(model, version_dir, self.context_plans)
+        if model.backend == "python":
+            return self.build_python(model, version_dir)
+        if model.onnx_from is not None:
+            source_model = self.built[model.onnx_from]
+            assert source_model.onnx is not None
+            artifact = source_model.onnx
+            fmt, source_label = Format.ONNX, f"onnx of {model.onnx_from}"
+            source_sha = source_model.source_sha256
+        else:
+            assert model.source is not None
+            path = self.path_of(model.name, "source", model.source)
+            fmt = self.resolved.formats.get(model.name) or detect_format(path, model.format)
+            artifact = self.resolved.artifacts.get(model.name) or read_artifact(path, fmt, model)
+            source_label, source_sha = model.source, _sha256(path)
+        steps = plan_steps(fmt, model.backend)
+        served = Served(None)
+        current = artifact
+        for step in steps:
+            current, served = step.convert(current, context)
+        inputs = config_tensors(current.inputs, model.max_batch_size)
+        outputs = config_tensors(current.outputs, model.max_batch_size)
+        config = configs.model_config(model, inputs, outputs, served.parameters)
+        configs.write_config(config, self.staged / model.name)
+        built = BuiltModel(
+            config,
+            source=source_label,
+            source_sha256=source_sha,
+            format=str(fmt),
+            onnx=current
+            if current.format is Format.ONNX and model.backend == "onnxruntime"
+            else None,
         )
-        self.tensors[model.name] = (inputs, outputs)
-
-    # -- one step per backend -----------------------------------------------------------------
-    def onnxruntime(self, model: ModelSpec) -> StepResult:
-        import torch
-
-        from triton_deploy.build.torch2onnx import export_onnx, onnx_tensors, run_onnx
-
-        assert model.recipe is not None
-        trained = self.recipe(model.recipe)
-        path = export_onnx(
-            trained.model,
-            torch.from_numpy(trained.parity_inputs[:2]),
-            self.version_dir(model) / "model.onnx",
-            input_name=trained.input_name,
-            output_name=trained.output_name,
-            opset=model.opset,
-            max_batch_size=model.max_batch_size,
+        self.built[model.name] = built
+        step_names = " → ".join(s.name for s in steps)
+        samples, samples_label = self.samples_for(model, current.inputs)
+        built.samples = _config_samples(samples, config)
+        if artifact.reference is not None:
+            built.reference = _as_config_shaped(artifact.reference, config)
+        if served.runner is not None:
+            built.runner = _as_config_shaped(served.runner, config)
+        result = self.check(
+            model.name, step_names, built, model.tolerance.atol, model.tolerance.rtol, served
         )
-        import onnx
+        result.samples = samples_label
+        result.metrics = self.recipe_metrics(model)
+        if served.detail:
+            result.detail = "; ".join(x for x in (served.detail, result.detail) if x)
+        return result
 
-        graph = onnx.load(str(path))
-        strip = (
-            (lambda t: TensorSpec(name=t.name, dtype=t.dtype, dims=t.dims[1:]))
-            if model.max_batch_size > 0
-            else (lambda t: t)
-        )
-        inputs = [strip(t) for t in onnx_tensors(graph, "input")]
-        outputs = [strip(t) for t in onnx_tensors(graph, "output")]
-        self.write(model, inputs, outputs)
-        x = trained.parity_inputs
-        with torch.no_grad():
-            reference = trained.model(torch.from_numpy(x)).numpy()
-        served = run_onnx(path, {trained.input_name: x})[trained.output_name]
-        return _checked(
-            model,
-            "torch2onnx",
-            served,
-            reference,
-            trained.metrics,
-            "ONNX output differs from torch beyond tolerance",
-        )
-
-    def tensorrt(self, model: ModelSpec) -> StepResult:
-        from triton_deploy.build.onnx2trt import (
-            build_plan,
-            gpu_unavailable_reason,
-            plan_profiles,
-            trtexec_args,
-        )
-        from triton_deploy.build.spec import TensorRTOptions
-
-        assert model.onnx_from is not None
-        source = self.spec.model(model.onnx_from)
-        source_dir = self.out / source.name
-        if model.onnx_from not in self.tensors:  # not rebuilt in this run: read what is there
-            if not (source_dir / "config.pbtxt").exists():
-                raise BuildError(
-                    f"model '{model.name}': build '{model.onnx_from}' first (its ONNX is the source)"
-                )
-            config = read_config(source_dir / "config.pbtxt")
-            self.tensors[model.onnx_from] = (
-                configs.tensor_specs(config.input),
-                configs.tensor_specs(config.output),
-            )
-        inputs, outputs = self.tensors[model.onnx_from]
-        version_dir = self.version_dir(model)
-        onnx_path = version_dir / "model.onnx"
-        shutil.copy2(source_dir / str(source.version) / "model.onnx", onnx_path)
-        options = model.tensorrt or TensorRTOptions()
-        profiles = plan_profiles(inputs, model.max_batch_size, options)
-        args = trtexec_args(
-            f"{model.version}/model.onnx", f"{model.version}/model.plan", profiles, options
-        )
-        self.plans.append((model.name, model.version, args))
-        self.write(model, inputs, outputs)
-        reason = gpu_unavailable_reason()
-        if reason is not None:
-            return StepResult(
-                model.name,
-                "onnx2trt",
-                "SKIPPED",
-                f"plan not built: {reason}; build_plans.sh builds it on a GPU node",
-            )
-        tag = build_plan(onnx_path, version_dir / "model.plan", profiles, options)
-        return StepResult(
-            model.name,
-            "onnx2trt",
-            "OK",
-            f"sm{tag['compute_capability']} TensorRT {tag['tensorrt_version']} {options.precision}",
-        )
-
-    def fil(self, model: ModelSpec) -> StepResult:
-        import xgboost
-
-        from triton_deploy.build.spec import FilOptions
-        from triton_deploy.build.xgboost2fil import (
-            fil_parameters,
-            fil_tensors,
-            reference_predict,
-            save_fil_model,
-        )
-
-        assert model.recipe is not None
-        trained = self.recipe(model.recipe)
-        options = model.fil or FilOptions()
-        path = save_fil_model(trained.booster, self.version_dir(model), options)
-        inputs, outputs = fil_tensors(trained.n_features, options)
-        self.write(model, inputs, outputs, fil_parameters(options))
-        reloaded = xgboost.Booster()
-        reloaded.load_model(str(path))
-        x = trained.parity_inputs
-        return _checked(
-            model,
-            "xgboost2fil",
-            reference_predict(reloaded, x),
-            trained.predict(x).reshape(-1),
-            trained.metrics,
-            "saved model differs from the trained one",
-        )
-
-    def python(self, model: ModelSpec) -> StepResult:
+    def build_python(self, model: ModelSpec, version_dir: Path) -> StepResult:
         assert model.python_model is not None
-        version_dir = self.version_dir(model)
-        source = resources.files("triton_deploy.build.python_models").joinpath(model.python_model)
-        if not source.is_file():
-            raise BuildError(
-                f"model '{model.name}': python_model file '{model.python_model}' not found in build/python_models/"
-            )
-        (version_dir / "model.py").write_bytes(source.read_bytes())
-        shared = resources.files("triton_deploy.runtime.backends").joinpath("tdeploy_batching.py")
-        (version_dir / "tdeploy_batching.py").write_bytes(shared.read_bytes())
-        for module in model.shared_code:
-            code = resources.files("triton_deploy.build.recipes").joinpath(f"{module}.py")
-            if not code.is_file():
-                raise BuildError(
-                    f"model '{model.name}': shared_code '{module}' is not a module of build/recipes/"
-                )
-            (version_dir / f"{module}.py").write_bytes(code.read_bytes())
-        if model.assets_from is not None:
-            for name, content in self.recipe(model.assets_from).assets().items():
-                (version_dir / name).write_bytes(content)
-        self.write(model, model.inputs, model.outputs)
-        return StepResult(
+        shutil.copyfile(
+            self.path_of(model.name, "python_model", model.python_model), version_dir / "model.py"
+        )
+        helper = resources.files("triton_deploy.runtime.backends").joinpath("tdeploy_batching.py")
+        (version_dir / "tdeploy_batching.py").write_bytes(helper.read_bytes())
+        copied = []
+        for key, values in (("shared_code", model.shared_code), ("assets", model.assets)):
+            for value in values:
+                path = self.path_of(model.name, key, value)
+                if not path.is_file():
+                    raise ArtifactError(f"{path}: not found ({key} of model '{model.name}')")
+                if path.name in ("model.py", GOLDEN_FILE, "tdeploy_batching.py"):
+                    raise ArtifactError(f"{path}: a {key} file may not be named '{path.name}'")
+                shutil.copyfile(path, version_dir / path.name)
+                copied.append(path.name)
+        inputs = declared_tensors(model.inputs, model.max_batch_size)
+        config = configs.model_config(model, list(model.inputs), list(model.outputs))
+        configs.write_config(config, self.staged / model.name)
+        source_path = self.path_of(model.name, "python_model", model.python_model)
+        built = BuiltModel(
+            config, source=model.python_model, source_sha256=_sha256(source_path), format="python"
+        )
+        self.built[model.name] = built
+        runner = PythonModelRunner(self.staged / model.name, model.version, config)
+        built.reference = built.runner = _as_config_shaped(runner, config)
+        samples, samples_label = self.samples_for(model, inputs)
+        built.samples = _config_samples(samples, config)
+        result = self.check(
             model.name,
             "python model",
-            "OK",
-            f"model.py + {', '.join(model.shared_code) or 'no shared code'}",
+            built,
+            model.tolerance.atol,
+            model.tolerance.rtol,
+            Served(None, skipped=None),
+            same_code=True,
         )
+        result.samples = samples_label
+        result.metrics = self.recipe_metrics(model)
+        result.detail = "; ".join(
+            x for x in (f"model.py + {', '.join(copied) or 'no other files'}", result.detail) if x
+        )
+        return result
 
-    def ensemble(self, ensemble: EnsembleSpec) -> StepResult:
-        members: dict[str, mc.ModelConfig] = {}
-        for step in ensemble.steps:
-            path = self.out / step.model / "config.pbtxt"
-            if not path.exists():
-                raise BuildError(
-                    f"ensemble '{ensemble.name}': member '{step.model}' has no config in {self.out}"
-                )
-            members[step.model] = read_config(path)
-        validate_ensemble(ensemble, members)
-        configs.write_config(configs.ensemble_config(ensemble), self.out / ensemble.name)
-        (self.out / ensemble.name / str(ensemble.version)).mkdir(parents=True, exist_ok=True)
+    def samples_for(
+        self, model: ModelSpec, inputs: list[Tensor]
+    ) -> tuple[dict[str, np.ndarray], str]:
+        batching = model.max_batch_size > 0
+        if model.samples is not None:
+            path = self.path_of(model.name, "samples", model.samples)
+            samples = load_samples(path, inputs, batching=batching)
+            rows = next(iter(samples.values())).shape[0] if batching else 1
+            return samples, f"{model.samples} ({rows} rows)"
+        samples = synthesize_samples(inputs, batching=batching, seed=self.spec.seed)
+        rows = next(iter(samples.values())).shape[0] if batching else 1
+        return samples, f"synthesized ({rows} rows; give `samples:` for real inputs)"
+
+    def check(
+        self,
+        name: str,
+        step: str,
+        built: BuiltModel,
+        atol: float,
+        rtol: float,
+        served: Served,
+        same_code: bool = False,
+    ) -> StepResult:
+        """Golden case from the reference; parity of the served run against it."""
+        assert built.samples is not None
+        exact_outputs = []
+        if built.reference is None:
+            return StepResult(name, step, "SKIPPED", "no reference to check against")
+        try:
+            expected = built.reference(built.samples)
+        except ArtifactError as exc:
+            return StepResult(name, step, "FAIL", f"the source model fails on the samples: {exc}")
+        for output_name, value in expected.items():
+            if _exact(np.asarray(value)):
+                exact_outputs.append(output_name)
+        GoldenCase(built.samples, expected, exact_outputs, atol, rtol).save(
+            self.staged / name / GOLDEN_FILE
+        )
+        if same_code:
+            return StepResult(name, step, "OK", "runs its own code in-process: nothing converted")
+        if built.runner is None:
+            status: Status = "SKIPPED" if served.skipped else "OK"
+            return StepResult(name, step, status, served.skipped or "")
+        try:
+            got = built.runner(built.samples)
+        except ArtifactError as exc:
+            return StepResult(
+                name, step, "FAIL", f"the converted model fails on the samples: {exc}"
+            )
+        checks = {
+            output: parity(got.get(output, np.array([])), value, atol, rtol)
+            for output, value in expected.items()
+        }
+        check = _combined(checks)
+        if check["passed"]:
+            return StepResult(name, step, "OK", parity=check)
+        bad = [
+            f"{o}: " + c.get("problem", "max abs diff {:.3g}".format(c["max_abs_diff"]))
+            for o, c in checks.items()
+            if not c["passed"]
+        ]
         return StepResult(
-            ensemble.name, "ensemble", "OK", " → ".join(s.model for s in ensemble.steps)
+            name,
+            step,
+            "FAIL",
+            "converted model differs from the source beyond tolerance (" + "; ".join(bad) + ")",
+            parity=check,
         )
 
-    # -- the whole build ----------------------------------------------------------------------
+    # -- ensembles -----------------------------------------------------------------------------
+    def build_ensemble(self, ensemble: EnsembleSpec) -> StepResult:
+        members = {
+            s.model: self.built[s.model].config for s in ensemble.steps if s.model in self.built
+        }
+        validate_ensemble(ensemble, members)
+        config = configs.ensemble_config(ensemble)
+        configs.write_config(config, self.staged / ensemble.name)
+        (self.staged / ensemble.name / str(ensemble.version)).mkdir(parents=True, exist_ok=True)
+        built = BuiltModel(config, source="ensemble", format="ensemble")
+        self.built[ensemble.name] = built
+        path = " → ".join(s.model for s in ensemble.steps)
+        if ensemble.samples is not None:
+            inputs = declared_tensors(list(ensemble.inputs), ensemble.max_batch_size)
+            sample_path = self.path_of(ensemble.name, "samples", ensemble.samples)
+            built.samples = load_samples(sample_path, inputs, batching=ensemble.max_batch_size > 0)
+            label = f"{ensemble.samples}"
+        else:
+            built.samples, label = self.ensemble_samples(ensemble)
+        if built.samples is None:
+            return StepResult(ensemble.name, path, "SKIPPED", label)
+        built.reference = self.composed(ensemble, "reference")
+        built.runner = self.composed(ensemble, "runner")
+        result = self.check(
+            ensemble.name,
+            path,
+            built,
+            ensemble.tolerance.atol,
+            ensemble.tolerance.rtol,
+            Served(None, skipped="a member cannot run here"),
+        )
+        rows = next(iter(built.samples.values())).shape[0]
+        result.samples = f"{label} ({rows} rows)"
+        return result
+
+    def ensemble_samples(self, ensemble: EnsembleSpec) -> tuple[dict[str, np.ndarray] | None, str]:
+        """The ensemble's inputs taken from the samples of the members they feed."""
+        samples: dict[str, np.ndarray] = {}
+        origin = set()
+        for tensor in ensemble.inputs:
+            for step in ensemble.steps:
+                member_input = next((m for m, e in step.inputs.items() if e == tensor.name), None)
+                member = self.built.get(step.model)
+                if member_input is not None and member is not None and member.samples is not None:
+                    samples[tensor.name] = member.samples[member_input]
+                    origin.add(step.model)
+                    break
+            else:
+                return (
+                    None,
+                    f"no member's samples feed input '{tensor.name}': give the ensemble `samples:`",
+                )
+        rows = min(v.shape[0] for v in samples.values())
+        return {k: v[:rows] for k, v in samples.items()}, f"from {', '.join(sorted(origin))}"
+
+    def composed(self, ensemble: EnsembleSpec, kind: str) -> Reference | None:
+        functions: dict[str, Reference] = {}
+        for step in ensemble.steps:
+            function = (
+                getattr(self.built[step.model], kind, None) if step.model in self.built else None
+            )
+            if function is None:
+                return None
+            functions[step.model] = function
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            tensors = dict(feeds)
+            pending = list(ensemble.steps)
+            while pending:
+                ready = [s for s in pending if all(e in tensors for e in s.inputs.values())]
+                if not ready:
+                    raise BuildError(f"ensemble '{ensemble.name}': steps cannot be ordered")
+                for step in ready:
+                    out = functions[step.model]({m: tensors[e] for m, e in step.inputs.items()})
+                    for m, e in step.outputs.items():
+                        tensors[e] = out[m]
+                    pending.remove(step)
+            return {t.name: tensors[t.name] for t in ensemble.outputs}
+
+        return run
+
+    # -- all of it -----------------------------------------------------------------------------
+    def order(self) -> list[ModelSpec]:
+        """Models in dependency order (a TensorRT model after its ONNX source)."""
+        ordered, placed = [], set()
+        pending = [m for m in self.spec.models if m.name in self.names]
+        while pending:
+            for model in list(pending):
+                if model.onnx_from is None or model.onnx_from in placed:
+                    ordered.append(model)
+                    placed.add(model.name)
+                    pending.remove(model)
+        return ordered
+
     def run(self) -> list[StepResult]:
+        models = self.order()
+        ensembles = [e for e in self.spec.ensembles if e.name in self.names]
         jobs: list[tuple[str, Callable[[], StepResult]]] = []
-        # A TensorRT plan is built from another model's ONNX: that model goes first.
-        order = sorted(self.spec.models, key=lambda m: m.backend == "tensorrt")
-        for model in order:
-            if self.only is None or model.name in self.only:
-                jobs.append((model.name, lambda m=model: getattr(self, m.backend)(m)))  # type: ignore[misc]
-        for ensemble in self.spec.ensembles:
-            if self.only is None or ensemble.name in self.only:
-                jobs.append((ensemble.name, lambda e=ensemble: self.ensemble(e)))  # type: ignore[misc]
+        for model in models:
+            jobs.append((model.name, partial(self.build_model, model)))
+        for ensemble in ensembles:
+            jobs.append((ensemble.name, partial(self.build_ensemble, ensemble)))
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -380,7 +868,9 @@ class _Build:
             console=self.console,
             transient=not self.console.is_terminal,
         ) as progress:
-            task = progress.add_task("building", total=len(jobs))
+            task = progress.add_task("recipes", total=len(jobs) + 1)
+            self.run_recipes()
+            progress.advance(task)
             for name, job in jobs:
                 progress.update(task, description=f"building [bold]{name}[/]")
                 started = time.perf_counter()
@@ -393,59 +883,62 @@ class _Build:
                 progress.advance(task)
         return self.results
 
+    def keep_previous(self, names: list[str]) -> None:
+        """Models not rebuilt (``--only``) come from the current repository, unchanged."""
+        for name in names:
+            source = self.previous / name
+            if not (source / "config.pbtxt").is_file():
+                raise BuildError(
+                    f"model '{name}' is not built in {self.previous} yet: build without --only first"
+                )
+            shutil.copytree(source, self.staged / name, symlinks=True)
 
-def _manifest(spec: BuildSpec, out: Path, results: list[StepResult], code: str) -> dict[str, Any]:
+
+def _manifest(
+    spec: BuildSpec, staged: Path, build: _Build, previous: dict[str, Any], fingerprint: str
+) -> dict[str, Any]:
     models: dict[str, Any] = {}
-    by_name = {r.model: r for r in results}
-    for entry in [*spec.models, *spec.ensembles]:
-        directory = out / entry.name
+    by_name = {r.model: r for r in build.results}
+    entries: list[ModelSpec | EnsembleSpec] = [*spec.models, *spec.ensembles]
+    for entry in entries:
+        directory = staged / entry.name
+        if not directory.exists():
+            continue
+        result = by_name.get(entry.name)
+        if result is None:  # kept from the previous build
+            models[entry.name] = previous.get(entry.name, {})
+            continue
+        built = build.built.get(entry.name)
         files = {
-            str(p.relative_to(out)): _sha256(p)
+            str(p.relative_to(staged)): _sha256(p)
             for p in sorted(directory.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts
         }
-        result = by_name.get(entry.name)
         models[entry.name] = {
             "version": entry.version,
             "backend": getattr(entry, "backend", "ensemble"),
-            "source": getattr(entry, "recipe", None)
-            or getattr(entry, "onnx_from", None)
-            or getattr(entry, "python_model", None)
-            or "ensemble",
-            "status": result.status if result else "not rebuilt",
-            "detail": result.detail if result else "",
-            "parity": result.parity if result else None,
-            "metrics": result.metrics if result else {},
+            "source": built.source if built else "",
+            "source_sha256": built.source_sha256 if built else "",
+            "format": built.format if built else "",
+            "steps": result.step,
+            "status": result.status,
+            "detail": result.detail,
+            "parity": result.parity,
+            "samples": result.samples,
+            "tolerance": entry.tolerance.model_dump(),
+            "metrics": result.metrics,
             "files": files,
         }
     return {
-        "format": 1,
+        "format": 2,
+        "spec": str(spec.path) if spec.path else None,
         "spec_fingerprint": spec.fingerprint(),
-        "code_fingerprint": code,
+        "inputs_fingerprint": fingerprint,
         "seed": spec.seed,
+        "target": {"triton": "24.10", "server": "2.51.0"},
         "frameworks": _framework_versions(),
         "models": models,
     }
-
-
-def _up_to_date(spec: BuildSpec, out: Path, code: str) -> bool:
-    path = out / MANIFEST
-    if not path.exists():
-        return False
-    manifest = json.loads(path.read_text())
-    if (
-        manifest.get("spec_fingerprint") != spec.fingerprint()
-        or manifest.get("code_fingerprint") != code
-    ):
-        return False
-    for entry in manifest.get("models", {}).values():
-        if entry.get("status") == "FAIL":
-            return False
-        for rel, digest in entry.get("files", {}).items():
-            file = out / rel
-            if not file.exists() or _sha256(file) != digest:
-                return False
-    return True
 
 
 def build_repository(
@@ -454,34 +947,59 @@ def build_repository(
     *,
     only: set[str] | None = None,
     force: bool = False,
+    allow_failed: bool = False,
     console: Console | None = None,
 ) -> BuildReport:
+    """Build ``spec`` into ``out`` (see the module docstring). Raises ``BuildError`` on problems
+    found before building; returns a report whose ``failed`` steps left ``out`` untouched
+    (unless ``allow_failed``)."""
     console = console or Console(stderr=True)
-    out = out.resolve()
-    names = {m.name for m in spec.models} | {e.name for e in spec.ensembles}
+    out = Path(out).absolute()
+    all_names = {m.name for m in spec.models} | {e.name for e in spec.ensembles}
     if only:
-        unknown = sorted(only - names)
+        unknown = sorted(set(only) - all_names)
         if unknown:
             raise BuildError(
-                f"--only names unknown model(s) {unknown}; the spec has {sorted(names)}"
+                f"--only names unknown model(s) {unknown}; the spec has {sorted(all_names)}"
             )
-    code = _code_fingerprint()
-    if not force and only is None and _up_to_date(spec, out, code):
+        names = _closure(spec, set(only))
+    else:
+        names = all_names
+    resolved = preflight(spec, out, names)
+    # A partial build records no fingerprint: the next full build rebuilds everything.
+    fingerprint = "" if only else _inputs_fingerprint(spec, resolved)
+    if not force and only is None and _up_to_date(out, fingerprint):
         return BuildReport(out, [], up_to_date=True)
-    out.mkdir(parents=True, exist_ok=True)
-    build = _Build(spec, out, only, console)
-    results = build.run()
-    if build.plans:
-        from triton_deploy.build.onnx2trt import build_plans_script
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_work(out)
+    work = out.parent / f".{out.name}{_WORK_PREFIX}{os.getpid()}"
+    staged, recipes_dir = work / "repository", work / "recipes"
+    with _terminate_as_interrupt():
+        try:
+            staged.mkdir(parents=True)
+            recipes_dir.mkdir()
+            build = _Build(spec, staged, recipes_dir, resolved, names, out, console)
+            previous_manifest: dict[str, Any] = {}
+            if only:
+                build.keep_previous(sorted(all_names - names))
+                with contextlib.suppress(OSError, json.JSONDecodeError):
+                    previous_manifest = json.loads((out / MANIFEST).read_text()).get("models", {})
+            results = build.run()
+            if build.context_plans:
+                from triton_deploy.build.onnx2trt import build_plans_script
 
-        script = out / PLANS_SCRIPT
-        script.write_text(build_plans_script(build.plans))
-        script.chmod(0o755)
-    artifacts = artifacts_directory(out)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    for name, case in build.cases.items():
-        if name in names:
-            case.save(artifacts / f"{name}.npz")
-    manifest = _manifest(spec, out, results, code)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return BuildReport(out, results)
+                script = staged / PLANS_SCRIPT
+                script.write_text(build_plans_script(build.context_plans))
+                script.chmod(0o755)
+            elif only and (out / PLANS_SCRIPT).is_file():
+                shutil.copy2(out / PLANS_SCRIPT, staged / PLANS_SCRIPT)
+            manifest = _manifest(spec, staged, build, previous_manifest, fingerprint)
+            (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            report = BuildReport(out, results)
+            if report.failed and not allow_failed:
+                return report
+            _swap_in(staged, out, work / "previous")
+            report.swapped = True
+            return report
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

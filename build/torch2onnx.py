@@ -1,118 +1,124 @@
-"""PyTorch -> ONNX for the onnxruntime backend: dynamic batch axis, pinned opset, checked graph."""
+"""PyTorch files -> ONNX for the onnxruntime backend: dynamic batch axis, pinned opset, checked.
+
+- torch.export archives (``.pt2``) go through the dynamo exporter, which keeps the program's
+  symbolic batch dimension;
+- TorchScript has no tensor metadata and the dynamo exporter cannot trace it, so it goes through
+  the TorchScript exporter with the declared names and ``dynamic_axes`` on the batch axis.
+Either way the result is checked with ``onnx.checker`` (full check) and must have the opset asked
+for and a symbolic first dim on every tensor when the model batches.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnx
-import torch
 
-from triton_deploy.build.spec import TensorSpec
-from triton_deploy.errors import BuildError
+from triton_deploy.build.artifacts import (
+    Artifact,
+    Tensor,
+    numpy_dtype,
+    onnx_tensors,
+    quiet_frameworks,
+)
+from triton_deploy.errors import ArtifactError
 
-__all__ = ["export_onnx", "onnx_tensors", "run_onnx"]
-
-_ONNX_DTYPES = {
-    onnx.TensorProto.FLOAT: "FP32",
-    onnx.TensorProto.FLOAT16: "FP16",
-    onnx.TensorProto.DOUBLE: "FP64",
-    onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.INT32: "INT32",
-    onnx.TensorProto.INT8: "INT8",
-    onnx.TensorProto.UINT8: "UINT8",
-    onnx.TensorProto.BOOL: "BOOL",
-}
+__all__ = ["example_inputs", "export_torch_export", "export_torchscript"]
 
 
-def export_onnx(
-    model: torch.nn.Module,
-    example: torch.Tensor,
-    path: Path,
-    *,
-    input_name: str,
-    output_name: str,
-    opset: int,
-    max_batch_size: int,
-) -> Path:
-    """Export with the first axis dynamic (required for Triton's dynamic batching)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    batch = torch.export.Dim("batch", min=1, max=max(max_batch_size, 2) * 16)
-    model = model.eval()
-    quiet = io.StringIO()
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(quiet),
-        _silence("torch.onnx", "torch.export", "onnxscript"),
-    ):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            input_names=[input_name],
-            output_names=[output_name],
-            opset_version=opset,
-            dynamic_shapes=({0: batch},),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+def example_inputs(tensors: list[Tensor], batch: int = 2) -> list[np.ndarray]:
+    """Small arrays of the tensors' shapes (batch axis and variable dims set to ``batch``)."""
+    rng = np.random.default_rng(0)
+    arrays = []
+    for t in tensors:
+        shape = tuple(batch if d == -1 else d for d in t.shape)
+        dtype = numpy_dtype(t.dtype)
+        if np.issubdtype(dtype, np.floating):
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        elif dtype is np.bool_:
+            arrays.append(rng.random(shape) < 0.5)
+        else:
+            arrays.append(rng.integers(0, 2, shape).astype(dtype))
+    return arrays
+
+
+def _check(path: Path, opset: int, batching: bool) -> None:
+    import onnx
+
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph, full_check=True)
     exported = {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")}
     if exported != {opset}:
-        raise BuildError(
+        raise ArtifactError(
             f"{path}: asked for ONNX opset {opset}, the exporter wrote {sorted(exported)}"
         )
-    for tensor in onnx_tensors(graph, "input") + onnx_tensors(graph, "output"):
-        if tensor.dims and tensor.dims[0] != -1 and max_batch_size > 0:
-            raise BuildError(
-                f"{path}: tensor '{tensor.name}' has a fixed first dim; batching needs -1"
+    if batching:
+        for tensor in onnx_tensors(path, graph, "input") + onnx_tensors(path, graph, "output"):
+            if not tensor.shape or tensor.shape[0] != -1:
+                raise ArtifactError(
+                    f"{path}: the exported tensor {tensor.describe()} has a fixed first dim; "
+                    "the model cannot batch"
+                )
+
+
+def export_torch_export(artifact: Artifact, path: Path, *, opset: int, batching: bool) -> Path:
+    """A torch.export program -> ONNX, tensors named as the artifact has them."""
+    import torch
+
+    program = artifact.info["program"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with quiet_frameworks():
+            torch.onnx.export(
+                program,
+                (),
+                str(path),
+                input_names=[t.name for t in artifact.inputs],
+                output_names=[t.name for t in artifact.outputs],
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
             )
+    except Exception as exc:
+        raise ArtifactError(
+            f"{artifact.path}: torch.onnx.export fails: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    _check(path, opset, batching)
     return path
 
 
-@contextlib.contextmanager
-def _silence(*names: str) -> Iterator[None]:
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
+def export_torchscript(artifact: Artifact, path: Path, *, opset: int, batching: bool) -> Path:
+    """A TorchScript module -> ONNX through the TorchScript exporter (dynamo cannot trace it)."""
+    import torch
+
+    module: Any = artifact.info["module"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = tuple(torch.from_numpy(a) for a in example_inputs(artifact.inputs))
+    names = [t.name for t in artifact.inputs + artifact.outputs]
+    dynamic_axes = {name: {0: "batch"} for name in names} if batching else None
     try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
-def onnx_tensors(graph: onnx.ModelProto, kind: str) -> list[TensorSpec]:
-    """Graph inputs or outputs as TensorSpecs, dims *with* the batch axis (-1 if symbolic)."""
-    initializers = {i.name for i in graph.graph.initializer}
-    tensors = []
-    for value in getattr(graph.graph, kind):
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
-        dtype = _ONNX_DTYPES.get(tensor_type.elem_type)
-        if dtype is None:
-            raise BuildError(
-                f"ONNX tensor '{value.name}': element type {tensor_type.elem_type} unsupported"
+        with quiet_frameworks():
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=[t.name for t in artifact.inputs],
+                output_names=[t.name for t in artifact.outputs],
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                dynamo=False,
             )
-        tensors.append(TensorSpec(name=value.name, dtype=dtype, dims=dims or [1]))
-    return tensors
+    except Exception as exc:
+        raise ArtifactError(
+            f"{artifact.path}: exporting the TorchScript module to ONNX fails "
+            f"(are the declared inputs right?): {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    _check(path, opset, batching)
+    return path
 
 
-def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a model file with onnxruntime in-process (CPU): the build's parity reference."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

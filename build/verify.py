@@ -1,26 +1,28 @@
 """``tdeploy verify``: the live server against the source frameworks.
 
-The build runs held-out inputs through the source framework in-process (torch, xgboost, the
-shared feature and pre/post-processing code) and stores inputs and outputs as golden cases
-(``.tdeploy/<repository>/<model>.npz``). Verify sends those inputs to the server over gRPC
-and compares every output: integers exactly, floats within the model's tolerance from the
-spec. Only numpy and tritonclient run here, so a staging endpoint can be verified from a
-machine without torch.
+The build runs each model's samples through its source framework in-process (onnxruntime,
+torch, xgboost, lightgbm, the Python model's own code; ensembles step by step) and keeps the
+inputs, the outputs and the tolerance as the model's golden case inside the repository
+(``<repository>/<model>/golden.npz``). Verify sends those inputs to the server over gRPC and
+compares every output: integers and strings exactly, floats within the tolerance. It needs
+only the repository folder (from any working directory), numpy and the project's client, so a
+staging endpoint can be checked from a machine without torch, with the same TLS and metadata
+options as any client call (e.g. the chart's restricted staging endpoint:
+``headers={"triton-grpc-protocol-<key>": "<value>"}``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from rich.table import Table
-from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.golden import GoldenCase, artifacts_directory
+from triton_deploy.build.golden import GoldenCase, load_golden_cases
 from triton_deploy.build.pipeline import parity
 from triton_deploy.build.spec import BuildSpec, Tolerance
+from triton_deploy.clients import ClientError, InferenceClient, UsageError
+from triton_deploy.clients._types import Headers, StrPath
 from triton_deploy.errors import VerificationError
 
 __all__ = ["VerificationReport", "verify_server"]
@@ -70,107 +72,112 @@ class VerificationReport:
         return table
 
 
-def _infer(
-    client: Any, model: str, inputs: dict[str, np.ndarray], outputs: list[str], batch: int
-) -> dict[str, np.ndarray]:
-    import tritonclient.grpc as grpcclient
-
-    rows = next(iter(inputs.values())).shape[0]
-    collected: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
-    for start in range(0, rows, batch):
-        request = []
-        for name, value in inputs.items():
-            chunk = value[start : start + batch]
-            tensor = grpcclient.InferInput(name, list(chunk.shape), np_to_triton_dtype(chunk.dtype))
-            tensor.set_data_from_numpy(chunk)
-            request.append(tensor)
-        result = client.infer(
-            model,
-            request,
-            outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
-            client_timeout=60,
-        )
-        for name in outputs:
-            collected[name].append(result.as_numpy(name))
-    return {name: np.concatenate(parts) for name, parts in collected.items()}
-
-
-def _tolerances(spec: BuildSpec) -> dict[str, Tolerance]:
-    return {m.name: m.tolerance for m in spec.models} | {
-        e.name: e.tolerance for e in spec.ensembles
-    }
-
-
 def verify_server(
-    url: str, repository: Path, spec: BuildSpec, *, models: list[str] | None = None
+    url: str,
+    repository: Path,
+    spec: BuildSpec | None = None,
+    *,
+    models: list[str] | None = None,
+    timeout: float = 60.0,
+    headers: Headers | None = None,
+    ssl: bool = False,
+    root_certificates: StrPath | None = None,
+    private_key: StrPath | None = None,
+    certificate_chain: StrPath | None = None,
 ) -> VerificationReport:
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
+    """Send every golden case of ``repository`` (or those of ``models``) to the server at
+    ``url`` and compare (see the module docstring).
 
-    cases_dir = artifacts_directory(repository)
-    tolerances = _tolerances(spec)
-    names = models or list(tolerances)
-    unknown = sorted(set(names) - set(tolerances))
+    The golden cases carry their tolerances, so no spec is needed; a given ``spec`` overrides
+    them. ``timeout`` is the deadline of each request; ``headers`` and the TLS options are
+    those of ``InferenceClient``. A server that cannot be reached is a ``VerificationError``; a
+    bad option a ``UsageError``; a model whose request fails is a failed row of the report.
+    """
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise VerificationError(f"model repository {repository} does not exist")
+    cases = load_golden_cases(repository)
+    if not cases:
+        raise VerificationError(
+            f"{repository} holds no golden cases (*/golden.npz): build it with `tdeploy build`"
+        )
+    names = models or sorted(cases)
+    unknown = sorted(set(names) - set(cases))
     if unknown:
-        raise VerificationError(f"unknown model(s) {unknown}; the spec has {sorted(tolerances)}")
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        if not client.is_server_live():
-            raise VerificationError(f"server at {url} is not live")
-    except InferenceServerException as exc:
-        raise VerificationError(f"cannot reach a Triton server at {url}: {exc.message()}") from None
+        raise VerificationError(
+            f"no golden case for {unknown} in {repository}; it has {sorted(cases)}"
+        )
+    overrides: dict[str, Tolerance] = {}
+    if spec is not None:
+        overrides = {m.name: m.tolerance for m in spec.models} | {
+            e.name: e.tolerance for e in spec.ensembles
+        }
+    client = InferenceClient(
+        url,
+        timeout=timeout,
+        headers=headers,
+        ssl=ssl,
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+    )
+    with client:
+        try:
+            if not client.is_server_live():
+                raise VerificationError(f"server at {url} is not live")
+        except UsageError:
+            raise
+        except ClientError as exc:
+            raise VerificationError(f"cannot reach a Triton server at {url}: {exc}") from None
+        return _verify(client, {n: cases[n] for n in names}, overrides, _batch_sizes(repository))
+
+
+def _batch_sizes(repository: Path) -> dict[str, int]:
+    from triton_deploy.runtime.repository import read_repository
+
+    return {name: m.config.max_batch_size for name, m in read_repository(repository).items()}
+
+
+def _verify(
+    client: InferenceClient,
+    cases: dict[str, GoldenCase],
+    overrides: dict[str, Tolerance],
+    batch_sizes: dict[str, int],
+) -> VerificationReport:
     report = VerificationReport()
-    batch_sizes = {m.name: m.max_batch_size for m in spec.models} | {
-        e.name: e.max_batch_size for e in spec.ensembles
-    }
-    for name in names:
-        tol = tolerances[name]
+    for name, case in cases.items():
+        tol = overrides.get(name) or Tolerance(atol=case.atol, rtol=case.rtol)
         tol_text = f"atol {tol.atol:g} rtol {tol.rtol:g}"
-        path = cases_dir / f"{name}.npz"
-        if not path.exists():
-            raise VerificationError(
-                f"no golden case for '{name}' in {cases_dir}: run `tdeploy build` first"
-            )
         if not client.is_model_ready(name):
             report.rows.append(Row(name, "*", 0.0, "not loaded on this server", True, "skipped"))
             continue
-        case = GoldenCase.load(path)
         try:
-            served = _infer(
-                client, name, case.inputs, list(case.expected), max(batch_sizes[name], 1)
-            )
-        except InferenceServerException as exc:
+            if batch_sizes.get(name, 0) > 0:
+                served = client.infer_many(name, case.inputs, outputs=list(case.expected))
+            else:  # no batch axis: the case is one request
+                served = client.infer(name, case.inputs, outputs=list(case.expected))
+        except UsageError:
+            raise
+        except ClientError as exc:
+            message = " ".join(str(exc).split())
             report.rows.append(
-                Row(name, "*", float("inf"), tol_text, False, f"request failed: {exc.message()}")
+                Row(name, "*", float("inf"), tol_text, False, f"request failed: {message}")
             )
             continue
         for output, expected in case.expected.items():
-            got = served[output]
-            if got.shape[1:] != expected.shape[1:] and got.ndim == expected.ndim:
-                got = got[:, : expected.shape[1]]  # e.g. top-1 of a top-k output
-            if output in case.exact:
-                mismatches = int((got != expected).sum())
-                report.rows.append(
-                    Row(
-                        name,
-                        output,
-                        float(mismatches),
-                        "exact",
-                        mismatches == 0,
-                        f"{mismatches} mismatches" if mismatches else "exact match",
-                    )
+            check = parity(served[output], expected, tol.atol, tol.rtol)
+            exact = output in case.exact
+            note = check.get("problem") or (
+                "exact match" if exact else f"{check['samples']} samples"
+            )
+            report.rows.append(
+                Row(
+                    name,
+                    output,
+                    check["max_abs_diff"],
+                    "exact" if exact else tol_text,
+                    check["passed"],
+                    note,
                 )
-            else:
-                check = parity(got, expected, tol.atol, tol.rtol)
-                report.rows.append(
-                    Row(
-                        name,
-                        output,
-                        check["max_abs_diff"],
-                        tol_text,
-                        check["passed"],
-                        check.get("problem", f"{check['samples']} samples"),
-                    )
-                )
-    client.close()
+            )
     return report

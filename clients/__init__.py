@@ -1,22 +1,23 @@
 """Call models served by Triton Inference Server over gRPC: typed, validated, retried, and
 blue/green aware.
 
-    from triton_deploy.clients import CtrClient, DigitsClient, InferenceClient
+    from triton_deploy.clients import InferenceClient
 
     with InferenceClient("localhost:8001", timeout=2.0) as client:
         client.wait_until_ready(models=["digits", "ctr"])
         out = client.infer("digits", IMAGES=images)            # {"LABELS": ..., "PROBS": ...}
-        predictions = DigitsClient(client).classify(images)
-        click_probs = CtrClient(client).predict(impressions)
+        big = client.infer_many("digits", IMAGES=many)         # any batch size, chunked
 
-``AsyncInferenceClient`` (with ``AsyncDigitsClient`` and ``AsyncCtrClient``) is the asyncio
-twin with the same methods. Importing this package loads tritonclient[grpc] and numpy only,
-never a training framework.
+``AsyncInferenceClient`` is the asyncio twin with the same methods. The client knows no model
+by name: typed clients for the example models live with the examples
+(``triton_deploy.build.examples.digits.client.DigitsClient``, ``...ctr.client.CtrClient``).
+Importing this package loads tritonclient[grpc] and numpy only, never a training framework.
 
 Errors (all ``ClientError``, itself a ``triton_deploy.errors.TritonDeployError``):
 
     ClientError
-    ├── UsageError              the client was used wrongly (options, closed client)
+    ├── UsageError              the client was used wrongly (options, arguments, TLS files)
+    ├── TlsError                the TLS handshake failed (wrong CA, plain port): not retried
     ├── RequestError            do not retry: fix the request
     │   ├── InvalidInput        client-side checks, INVALID_ARGUMENT, OUT_OF_RANGE
     │   ├── ModelNotFound       NOT_FOUND
@@ -32,6 +33,8 @@ Errors (all ``ClientError``, itself a ``triton_deploy.errors.TritonDeployError``
     ├── NotReady                wait_until_ready() timed out
     └── ServerError             INTERNAL, UNKNOWN, DATA_LOSS, ABORTED
 """
+
+import logging as _logging
 
 from ._async_client import AsyncInferenceClient
 from ._base import (
@@ -53,6 +56,7 @@ from ._errors import (
     RequestError,
     ServerError,
     ServerOverloaded,
+    TlsError,
     TransientError,
     Unauthenticated,
     Unavailable,
@@ -60,8 +64,7 @@ from ._errors import (
     UsageError,
 )
 from ._health import HealthReport
-from ._models import AsyncCtrClient, AsyncDigitsClient, CtrClient, DigitsClient, Prediction
-from ._retry import RetryPolicy
+from ._retry import RetryBudget, RetryPolicy
 from ._schema import ModelSchema, TensorSpec
 from ._validation import arrays_from_records
 
@@ -70,14 +73,10 @@ __all__ = [
     "DEFAULT_MAX_CONNECTION_AGE_S",
     "DEFAULT_TIMEOUT_S",
     "DEFAULT_URL",
-    "AsyncCtrClient",
-    "AsyncDigitsClient",
     "AsyncInferenceClient",
     "Cancelled",
     "ClientError",
-    "CtrClient",
     "DeadlineExceeded",
-    "DigitsClient",
     "HealthReport",
     "InferenceClient",
     "InvalidInput",
@@ -86,12 +85,13 @@ __all__ = [
     "ModelUnavailable",
     "NotReady",
     "PermissionDenied",
-    "Prediction",
     "RequestError",
+    "RetryBudget",
     "RetryPolicy",
     "ServerError",
     "ServerOverloaded",
     "TensorSpec",
+    "TlsError",
     "TransientError",
     "Unauthenticated",
     "Unavailable",
@@ -99,6 +99,37 @@ __all__ = [
     "UsageError",
     "arrays_from_records",
 ]
+
+# A library logs, the application decides where to: nothing is printed unless it configures
+# logging (calls at DEBUG, retries and failures at WARNING on "triton_deploy.clients").
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+# The example models' clients used to live here; they moved to the examples' folders.
+_MOVED = {
+    "DigitsClient": "triton_deploy.build.examples.digits.client",
+    "AsyncDigitsClient": "triton_deploy.build.examples.digits.client",
+    "Prediction": "triton_deploy.build.examples.digits.client",
+    "CtrClient": "triton_deploy.build.examples.ctr.client",
+    "AsyncCtrClient": "triton_deploy.build.examples.ctr.client",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated re-exports of the example clients (``from triton_deploy.clients import
+    CtrClient`` keeps working, with a ``DeprecationWarning``)."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(
+        f"triton_deploy.clients.{name} moved to {home}.{name}; import it from there",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)
+
 
 # Public names report this package as their home (httpx does the same).
 for _name in __all__:

@@ -12,7 +12,14 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from ._base import BaseClient, Call, SchemaChanged
-from ._errors import ClientError, DeadlineExceeded, ModelNotFound, NotReady, Unavailable
+from ._errors import (
+    Cancelled,
+    ClientError,
+    DeadlineExceeded,
+    ModelNotFound,
+    NotReady,
+    Unavailable,
+)
 from ._health import HealthReport
 from ._pool import AsyncChannels, ChannelBook
 from ._retry import Deadline
@@ -49,7 +56,7 @@ class AsyncInferenceClient(BaseClient):
         self._schema_fetches: dict[tuple[str, str], asyncio.Future[ModelSchema]] = {}
 
     def _new_triton_client(self) -> Any:
-        return aioclient.InferenceServerClient(**self._triton_kwargs)
+        return aioclient.InferenceServerClient(**self._triton_client_kwargs())
 
     @property
     def channels_opened(self) -> int:
@@ -75,7 +82,6 @@ class AsyncInferenceClient(BaseClient):
     # -- the retry loop ------------------------------------------------------------------------
     async def _rpc(self, call: Call, send: Callable[[Any, float], Awaitable[T]]) -> T:
         """See ``InferenceClient._rpc``."""
-        failures = 0
         while True:
             attempt_timeout = call.deadline.attempt_timeout(call.model)
             # The book's checkout/checkin are synchronous; only closing a channel is awaited,
@@ -85,15 +91,16 @@ class AsyncInferenceClient(BaseClient):
             if drained is not None:
                 await self._channels.close_channel(drained)
             try:
-                return await send(channel.client, attempt_timeout)
+                result = await send(channel.client, attempt_timeout)
             except (InferenceServerException, grpc.RpcError) as exc:
-                error = self._map(exc, call)
-                if isinstance(error, Unavailable):
+                error, delay, retire = self._retry_after(call, exc, channel)
+                if retire:
                     await self._channels.discard(channel)
-                failures += 1
-                delay = self.retry.next_delay(error, failures, call.deadline)
                 if delay is None:
                     raise error from exc
+            else:
+                self._answered(call, channel)
+                return result
             finally:
                 if book.checkin(channel):
                     await self._channels.close_channel(channel)
@@ -110,7 +117,9 @@ class AsyncInferenceClient(BaseClient):
         headers: Headers | None = None,
     ) -> ModelSchema:
         """See ``InferenceClient.model_schema``."""
-        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        call = self._options(
+            model, version=version, timeout=timeout, headers=headers, what="model_schema"
+        )
         return await self._schema(call, stale=self._cached(model, version) if refresh else None)
 
     async def _schema(self, call: Call, *, stale: ModelSchema | None = None) -> ModelSchema:
@@ -251,16 +260,26 @@ class AsyncInferenceClient(BaseClient):
         **named_inputs: TensorLike,
     ) -> OutputMap:
         """See ``InferenceClient.infer_many``."""
+        call = self._options(
+            model,
+            version=version,
+            timeout=timeout,
+            headers=headers,
+            compression=compression,
+            outputs=outputs,
+            queue_timeout=queue_timeout,
+            what="model_schema",
+        )
         options: dict[str, Any] = {
             "version": version,
             "timeout": timeout,
-            "headers": headers,
+            "headers": call.headers,
             "compression": compression,
             "outputs": outputs,
             "queue_timeout": queue_timeout,
         }
         given = self._merge_inputs(inputs, named_inputs)
-        schema = await self._schema(self._options(model, **options))
+        schema = await self._schema(call)
         many = (model, options, given, outputs, validate, chunk_size, max_concurrency)
         try:
             return await self._many(schema, *many, replan=True)
@@ -282,15 +301,28 @@ class AsyncInferenceClient(BaseClient):
         replan: bool,
     ) -> OutputMap:
         arrays, datatypes, parts = self._plan_many(schema, given, outputs, validate, chunk_size)
+        if not parts:
+            return self._empty_outputs(schema, outputs)
+        total = parts[-1].stop
         limit = asyncio.Semaphore(self._concurrency(max_concurrency, len(parts)))
+        failed = asyncio.Event()  # the first failure stops chunks not yet sent
 
         async def run(part: slice) -> OutputMap:
             async with limit:
+                if failed.is_set():
+                    raise Cancelled("infer_many: an earlier chunk failed", model=model)
                 call = self._options(model, **options)
                 chunk, request = self._chunk_request(arrays, datatypes, part)
-                if not validate:
-                    return await self._send(call, request, None)
-                return await self._send_checked(call, schema, chunk, request, replan=replan)
+                try:
+                    if not validate:
+                        return await self._send(call, request, None)
+                    return await self._send_checked(call, schema, chunk, request, replan=replan)
+                except ClientError as error:
+                    failed.set()
+                    renumbered = self._in_chunk(error, part, total)
+                    if renumbered is error:
+                        raise
+                    raise renumbered from error
 
         if len(parts) == 1:
             return await run(parts[0])
@@ -309,7 +341,7 @@ class AsyncInferenceClient(BaseClient):
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
         """See ``InferenceClient.is_server_live``."""
-        call = self._options("", timeout=timeout, headers=headers)
+        call = self._options("", timeout=timeout, headers=headers, what="server_live")
         return bool(
             await self._rpc(
                 call, lambda c, t: c.is_server_live(headers=call.headers, client_timeout=t)
@@ -320,7 +352,7 @@ class AsyncInferenceClient(BaseClient):
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
         """See ``InferenceClient.is_server_ready``."""
-        call = self._options("", timeout=timeout, headers=headers)
+        call = self._options("", timeout=timeout, headers=headers, what="server_ready")
         return bool(
             await self._rpc(
                 call, lambda c, t: c.is_server_ready(headers=call.headers, client_timeout=t)
@@ -336,7 +368,9 @@ class AsyncInferenceClient(BaseClient):
         headers: Headers | None = None,
     ) -> bool:
         """See ``InferenceClient.is_model_ready``."""
-        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        call = self._options(
+            model, version=version, timeout=timeout, headers=headers, what="model_ready"
+        )
         try:
             return bool(
                 await self._rpc(

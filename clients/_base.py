@@ -1,9 +1,14 @@
-"""What ``InferenceClient`` and ``AsyncInferenceClient`` share: options, the metadata cache,
-request building, response decoding, error translation and chunking. No I/O happens here."""
+"""What ``InferenceClient`` and ``AsyncInferenceClient`` share: options and their checks, the
+metadata cache, request building, response decoding, error translation, the retry decision,
+logging and chunking. No I/O happens here."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import re
+import ssl as stdlib_ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,14 +18,20 @@ import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
 from ._errors import (
+    Cancelled,
     ClientError,
+    DeadlineExceeded,
     InvalidInput,
     ModelNotFound,
+    TransientError,
+    Unavailable,
     UsageError,
     from_exception,
 )
-from ._retry import Deadline, RetryPolicy
+from ._pool import Channel
+from ._retry import Deadline, RetryBudget, RetryPolicy
 from ._schema import ModelSchema, TensorSpec
+from ._tracing import trace_context
 from ._types import (
     Array,
     ChannelArgs,
@@ -31,7 +42,7 @@ from ._types import (
     StrPath,
     TensorLike,
 )
-from ._validation import prepare_inputs, raw_inputs
+from ._validation import numpy_dtype, prepare_inputs, raw_inputs
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
@@ -62,6 +73,14 @@ _DEFAULT_CHANNEL_ARGS: dict[str, Any] = {
     "grpc.max_reconnect_backoff_ms": 2000,
 }
 _COMPRESSIONS = ("gzip", "deflate")
+# gRPC metadata keys: lowercase letters, digits, "-", "_", "."; "grpc-" is reserved.
+_HEADER_KEY = re.compile(r"^[0-9a-z_.-]+$")
+_UINT64_MAX = 2**64 - 1
+
+#: The library's logger: calls at DEBUG, retries and failures at WARNING. It has a NullHandler
+#: (set in ``triton_deploy.clients``), so nothing is printed unless the application configures
+#: logging.
+logger = logging.getLogger("triton_deploy.clients")
 
 Key = tuple[str, str]  # (model, version)
 
@@ -87,6 +106,8 @@ class Call:
     request_id: str
     priority: int
     queue_timeout_us: int | None
+    what: str = "infer"  # the RPC, for the log
+    attempts: int = 0
 
 
 class BaseClient:
@@ -98,6 +119,7 @@ class BaseClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy | None = None,
+        retry_budget: RetryBudget | None = None,
         max_connection_age_s: float | None = DEFAULT_MAX_CONNECTION_AGE_S,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         metadata_ttl_s: float | None = DEFAULT_METADATA_TTL_S,
@@ -111,35 +133,40 @@ class BaseClient:
         channel_args: ChannelArgs = (),
         verbose: bool = False,
     ) -> None:
-        if not url or "://" in url:
+        if not isinstance(url, str) or not url or "://" in url or url.strip() != url:
             raise UsageError(
                 f"url must be host:port of Triton's gRPC endpoint (e.g. localhost:8001), "
                 f"got {url!r}"
             )
-        if not timeout > 0:
-            raise UsageError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if max_concurrency < 1:
-            raise UsageError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise UsageError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            raise UsageError(f"retry_budget must be a RetryBudget or None, got {retry_budget!r}")
         self.url = url
-        self.timeout = float(timeout)
+        self.timeout = _seconds(timeout, "timeout")
         self.retry = retry if retry is not None else RetryPolicy()
+        #: Shared by every call of this client (see ``RetryBudget``).
+        self.retry_budget = retry_budget if retry_budget is not None else RetryBudget()
+        if max_connection_age_s is not None:
+            max_connection_age_s = _seconds(max_connection_age_s, "max_connection_age_s")
         self.max_connection_age_s = max_connection_age_s
-        self.max_concurrency = max_concurrency
-        if metadata_ttl_s is not None and metadata_ttl_s < 0:
+        self.max_concurrency = _count(max_concurrency, "max_concurrency")
+        if metadata_ttl_s is not None and (
+            _number(metadata_ttl_s, "metadata_ttl_s") < 0 or math.isnan(metadata_ttl_s)
+        ):
             raise UsageError(f"metadata_ttl_s must be >= 0 or None, got {metadata_ttl_s!r}")
         self.metadata_ttl_s = metadata_ttl_s
-        self.headers: dict[str, str] = _lower_keys(headers)
+        self.headers: dict[str, str] = check_headers(headers, "headers")
         self.compression = _check_compression(compression)
-        files = {
+        tls_files = {
             "root_certificates": root_certificates,
             "private_key": private_key,
             "certificate_chain": certificate_chain,
         }
-        for option, path in files.items():
-            if path is not None and not os.path.isfile(path):
-                raise UsageError(f"{option}: no such file {os.fspath(path)!r}")
-        if any(path is not None for path in files.values()):
+        check_tls_files(root_certificates, private_key, certificate_chain)
+        if any(path is not None for path in tls_files.values()):
             ssl = True
+        self.tls = bool(ssl or creds is not None)
         args = dict(_DEFAULT_CHANNEL_ARGS)
         args.update(dict(channel_args))
         # Passed on to tritonclient each time a channel is (re)created; TLS files are read
@@ -160,17 +187,31 @@ class BaseClient:
     def _setup_channels(self) -> None:
         """Subclasses create their channel pool here."""
 
+    def _triton_client_kwargs(self) -> dict[str, Any]:
+        """tritonclient's arguments for a new channel. The TLS files are read (and checked)
+        again each time, so rotated certificates are picked up by the next channel, and a
+        broken one is a ``UsageError`` rather than a crash inside gRPC."""
+        kwargs = self._triton_kwargs
+        check_tls_files(
+            kwargs["root_certificates"], kwargs["private_key"], kwargs["certificate_chain"]
+        )
+        return kwargs
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
     # -- per call options ----------------------------------------------------------------------
     def _deadline(self, timeout: float | None) -> Deadline:
-        return Deadline(self.timeout if timeout is None else timeout)
+        return Deadline(self.timeout if timeout is None else _seconds(timeout, "timeout"))
 
     def _headers(self, headers: Headers | None) -> dict[str, str] | None:
-        if not headers:
-            return self.headers or None
-        return {**self.headers, **_lower_keys(headers)}
+        merged = {**self.headers, **check_headers(headers, "headers")} if headers else self.headers
+        # W3C trace context of the caller's OpenTelemetry span, unless given explicitly.
+        if "traceparent" not in merged:
+            traced = trace_context()
+            if traced:
+                merged = {**merged, **traced}
+        return merged or None
 
     def _options(
         self,
@@ -184,9 +225,23 @@ class BaseClient:
         request_id: str = "",
         priority: int = 0,
         queue_timeout: float | None = None,
+        what: str = "infer",
     ) -> Call:
+        if not isinstance(model, str):
+            raise UsageError(f"model must be a model name (str), got {model!r}")
         if not isinstance(version, str):
             raise UsageError(f"version must be a string such as '1' or '', got {version!r}")
+        if not isinstance(request_id, str):
+            raise UsageError(f"request_id must be a string, got {request_id!r}")
+        if (
+            isinstance(priority, bool)
+            or not isinstance(priority, int | np.integer)
+            or not 0 <= priority <= _UINT64_MAX
+        ):
+            raise UsageError(
+                f"priority must be an integer >= 0 (0: the model's default priority level), "
+                f"got {priority!r}"
+            )
         return Call(
             model=model,
             version=version,
@@ -195,11 +250,72 @@ class BaseClient:
             compression=(
                 self.compression if compression is None else _check_compression(compression)
             ),
-            outputs=[InferRequestedOutput(name) for name in outputs] if outputs else None,
+            outputs=[InferRequestedOutput(name) for name in _output_names(outputs)] or None,
             request_id=request_id,
-            priority=priority,
-            queue_timeout_us=None if queue_timeout is None else max(1, round(queue_timeout * 1e6)),
+            priority=int(priority),
+            queue_timeout_us=(
+                None
+                if queue_timeout is None
+                else max(1, round(_seconds(queue_timeout, "queue_timeout") * 1e6))
+            ),
+            what=what,
         )
+
+    # -- the retry decision ----------------------------------------------------------------------
+    def _retry_after(
+        self, call: Call, exc: BaseException, channel: Channel[Any]
+    ) -> tuple[ClientError, float | None, bool]:
+        """After a failed attempt: the error, the wait before the next attempt (``None``: give
+        up and raise the error) and whether to retire the channel."""
+        error = self._map(exc, call)
+        call.attempts += 1
+        answered = error.status is not None and not isinstance(
+            error, TransientError | DeadlineExceeded | Cancelled
+        )
+        if answered:
+            channel.answered = True
+            self.retry_budget.record_answer()
+        # A connection that worked and broke: reconnect (and re-resolve DNS) on a new channel.
+        # A channel that never reached the server is kept: gRPC reconnects it with backoff.
+        retire = isinstance(error, Unavailable) and channel.answered
+        delay = self.retry.next_delay(error, call.attempts, call.deadline)
+        if delay is not None and not self.retry_budget.try_spend():
+            delay = None
+            error.note_retry_budget_spent()
+        if delay is None:
+            if logger.isEnabledFor(logging.WARNING):
+                logger.warning(
+                    "%s %s failed after %d attempt(s) in %.3f s: %s",
+                    call.what,
+                    _log_name(call),
+                    call.attempts,
+                    call.deadline.elapsed(),
+                    error,
+                )
+        elif logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "%s %s: attempt %d failed (%s); retrying in %.3f s, %.3f s left",
+                call.what,
+                _log_name(call),
+                call.attempts,
+                error.status or type(error).__name__,
+                delay,
+                call.deadline.remaining() - delay,
+            )
+        return error, delay, retire
+
+    def _answered(self, call: Call, channel: Channel[Any]) -> None:
+        """After a successful attempt."""
+        channel.answered = True
+        self.retry_budget.record_answer()
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s ok in %.2f ms (attempt %d)",
+                call.what,
+                _log_name(call),
+                call.deadline.elapsed() * 1000.0,
+                call.attempts + 1,
+            )
 
     # -- requests ------------------------------------------------------------------------------
     @staticmethod
@@ -223,9 +339,10 @@ class BaseClient:
         outputs: Sequence[str] | None,
         *,
         limit_batch: bool = True,
+        allow_empty: bool = False,
     ) -> tuple[list[tuple[TensorSpec, Array]], int]:
         if outputs:
-            unknown = [name for name in outputs if name not in schema.output_names]
+            unknown = [name for name in _output_names(outputs) if name not in schema.output_names]
             if unknown:
                 raise InvalidInput(
                     f"model '{schema.name}' has no output {', '.join(map(repr, unknown))}; "
@@ -233,7 +350,7 @@ class BaseClient:
                     tensor=unknown[0],
                     model=schema.name,
                 )
-        return prepare_inputs(schema, given, limit_batch=limit_batch)
+        return prepare_inputs(schema, given, limit_batch=limit_batch, allow_empty=allow_empty)
 
     @staticmethod
     def _infer_inputs(items: Iterable[tuple[str, str, Array]]) -> list[Any]:
@@ -268,7 +385,9 @@ class BaseClient:
         return {name: result.as_numpy(name) for name in names}
 
     def _map(self, exc: BaseException, call: Call) -> ClientError:
-        return from_exception(exc, model=call.model, timeout=call.deadline.timeout)
+        return from_exception(
+            exc, model=call.model or None, timeout=call.deadline.timeout, tls=self.tls
+        )
 
     # -- metadata cache ------------------------------------------------------------------------
     def _cached(self, model: str, version: str) -> ModelSchema | None:
@@ -315,9 +434,12 @@ class BaseClient:
         validate: bool,
         chunk_size: int | None,
     ) -> tuple[dict[str, Array], dict[str, str], list[slice]]:
-        """``infer_many``'s arrays (checked once, whole), their datatypes, and the chunks."""
+        """``infer_many``'s arrays (checked once, whole), their datatypes, and the chunks
+        (none for a batch of 0 rows: see ``_empty_outputs``)."""
         if validate:
-            prepared, batch = self._validated(schema, given, outputs, limit_batch=False)
+            prepared, batch = self._validated(
+                schema, given, outputs, limit_batch=False, allow_empty=True
+            )
             arrays = {spec.name: array for spec, array in prepared}
             datatypes = {spec.name: spec.datatype for spec, _ in prepared}
         else:
@@ -334,9 +456,11 @@ class BaseClient:
         return chunk, self._infer_inputs((n, datatypes[n], a) for n, a in chunk.items())
 
     def _concurrency(self, max_concurrency: int | None, chunks: int) -> int:
-        limit = self.max_concurrency if max_concurrency is None else max_concurrency
-        if limit < 1:
-            raise UsageError(f"max_concurrency must be >= 1, got {limit}")
+        limit = (
+            self.max_concurrency
+            if max_concurrency is None
+            else _count(max_concurrency, "max_concurrency")
+        )
         return max(1, min(limit, chunks))
 
     @staticmethod
@@ -344,6 +468,45 @@ class BaseClient:
         if len(results) == 1:
             return results[0]
         return {name: np.concatenate([r[name] for r in results], axis=0) for name in results[0]}
+
+    @staticmethod
+    def _empty_outputs(schema: ModelSchema, outputs: Sequence[str] | None) -> OutputMap:
+        """``infer_many`` of 0 rows: nothing is sent; every (requested) output with 0 rows."""
+        names = _output_names(outputs) or list(schema.output_names)
+        empty: OutputMap = {}
+        for spec in schema.outputs:
+            if spec.name in names:
+                sample = schema.sample_shape(spec)
+                shape = (0, *(max(d, 0) for d in sample))
+                empty[spec.name] = np.empty(shape, dtype=numpy_dtype(spec.datatype))
+        return empty
+
+    @staticmethod
+    def _in_chunk(error: ClientError, part: slice, total: int) -> ClientError:
+        """An error from the request that carried rows ``part`` of a batch: row numbers the
+        server gave (counted within that request) become rows of the whole batch."""
+        if not isinstance(error, InvalidInput) or error.status is None:
+            return error  # client-side checks already count rows in the whole batch
+        start, stop = part.start or 0, min(part.stop, total)
+        if start == 0 and stop == total:
+            return error  # the request carried the whole batch
+        text = str(error)
+        if start:
+            text = _ROW.sub(lambda m: f"{m.group(1)} {int(m.group(2)) + start}", text)
+        text = (
+            text.replace("): ", f"; request with rows {start}..{stop - 1} of {total}): ", 1)
+            if "): " in text
+            else f"{text} (request with rows {start}..{stop - 1} of {total})"
+        )
+        renumbered = InvalidInput(
+            text,
+            tensor=error.tensor,
+            status=error.status,
+            model=error.model,
+            server_message=error.server_message,
+        )
+        renumbered.rows = (start, stop)
+        return renumbered
 
 
 def chunk_slices(batch: int, size: int) -> list[slice]:
@@ -357,13 +520,136 @@ def split_arrays(arrays: Mapping[str, Array], part: slice) -> dict[str, Array]:
     return {name: array[part] for name, array in arrays.items()}
 
 
-def _lower_keys(headers: Headers | None) -> dict[str, str]:
-    # gRPC metadata keys must be lowercase; HTTP headers are case-insensitive anyway.
-    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+# "row 12" in a server message (e.g. "input 'country' row 12: empty category").
+_ROW = re.compile(r"\b(row)\s+(\d+)\b")
+
+
+def check_headers(headers: Headers | None, option: str) -> dict[str, str]:
+    """Headers as gRPC metadata: keys lowercased and checked (letters, digits, ``-_.``; not
+    ``grpc-``), values printable ASCII. A ``UsageError`` names the header at fault."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise UsageError(f"{option} must be a mapping of name to value, got {headers!r}")
+    checked: dict[str, str] = {}
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise UsageError(
+                f"{option}: header names and values must be str, got {key!r}: {value!r}"
+            )
+        name = key.lower()  # gRPC metadata keys are lowercase; HTTP headers ignore case
+        if not _HEADER_KEY.match(name) or name.startswith("grpc-"):
+            raise UsageError(
+                f"{option}: {key!r} is not a valid gRPC metadata key (lowercase letters, digits, "
+                "'-', '_', '.'; not starting with 'grpc-')"
+            )
+        if name.endswith("-bin") or not all(" " <= c <= "~" for c in value):
+            raise UsageError(
+                f"{option}: the value of {key!r} must be printable ASCII "
+                "(binary '-bin' headers are not supported)"
+            )
+        checked[name] = value
+    return checked
+
+
+def check_tls_files(
+    root_certificates: StrPath | None,
+    private_key: StrPath | None,
+    certificate_chain: StrPath | None,
+) -> None:
+    """TLS files that gRPC can use, checked with Python's own ssl module before any channel:
+    gRPC aborts the whole process (SIGABRT) on a private key without a certificate chain or
+    the reverse, and reports unreadable or mismatched files only as a failed connection."""
+    if (private_key is None) != (certificate_chain is None):
+        given, missing = (
+            ("private_key (--key)", "certificate_chain (--cert)")
+            if certificate_chain is None
+            else ("certificate_chain (--cert)", "private_key (--key)")
+        )
+        raise UsageError(
+            f"TLS: {given} without {missing}: a client certificate needs both (or neither, "
+            "for a server that does not ask for one)"
+        )
+    files = {
+        "root_certificates (--ca)": root_certificates,
+        "private_key (--key)": private_key,
+        "certificate_chain (--cert)": certificate_chain,
+    }
+    for option, path in files.items():
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise UsageError(f"TLS: {option}: no such file {os.fspath(path)!r}")
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(1 << 20)
+        except OSError as exc:
+            raise UsageError(
+                f"TLS: {option}: cannot read {os.fspath(path)!r} ({exc.strerror})"
+            ) from None
+        wanted = b"PRIVATE KEY-----" if "key" in option else b"-----BEGIN CERTIFICATE-----"
+        if wanted not in head:
+            kind = "a PEM private key" if "key" in option else "PEM certificates"
+            raise UsageError(f"TLS: {option}: {os.fspath(path)!r} does not hold {kind}")
+    context = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if root_certificates is not None:
+            context.load_verify_locations(cafile=os.fspath(root_certificates))
+        if certificate_chain is not None and private_key is not None:
+            context.load_cert_chain(os.fspath(certificate_chain), os.fspath(private_key))
+    except (stdlib_ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        which = (
+            "the private key does not match the certificate chain"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else f"cannot load the files ({reason})"
+        )
+        raise UsageError(f"TLS: {which}") from None
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _seconds(value: object, name: str) -> float:
+    seconds = _number(value, name)
+    if not 0 < seconds < math.inf:
+        raise UsageError(f"{name} must be > 0 seconds (finite), got {value!r}")
+    return seconds
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _output_names(outputs: Sequence[str] | None) -> list[str]:
+    if outputs is None:
+        return []
+    if isinstance(outputs, str | bytes) or not isinstance(outputs, Sequence | set | frozenset):
+        raise UsageError(
+            f"outputs must be a list of output names, e.g. ['LABELS'], got {outputs!r}"
+        )
+    names = list(outputs)
+    bad = [name for name in names if not isinstance(name, str) or not name]
+    if bad:
+        raise UsageError(f"outputs must be output names (non-empty str), got {bad[0]!r}")
+    return names
+
+
+def _log_name(call: Call) -> str:
+    if not call.model:
+        return "server"
+    return f"'{call.model}'" + (f" version {call.version}" if call.version else "")
 
 
 def _check_compression(compression: str | None) -> str | None:
-    if compression is not None and compression not in _COMPRESSIONS:
+    if compression is not None and (
+        not isinstance(compression, str) or compression not in _COMPRESSIONS
+    ):
         raise UsageError(f"compression must be one of {_COMPRESSIONS} or None, got {compression!r}")
     return compression
 

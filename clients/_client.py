@@ -14,7 +14,14 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from ._base import BaseClient, Call, SchemaChanged
-from ._errors import ClientError, DeadlineExceeded, ModelNotFound, NotReady, Unavailable
+from ._errors import (
+    Cancelled,
+    ClientError,
+    DeadlineExceeded,
+    ModelNotFound,
+    NotReady,
+    Unavailable,
+)
 from ._health import HealthReport
 from ._pool import ChannelBook, SyncChannels
 from ._retry import Deadline
@@ -48,6 +55,9 @@ class InferenceClient(BaseClient):
       override per call with ``timeout=``.
     - ``retry``: a ``RetryPolicy`` for transient failures (UNAVAILABLE, queue full);
       ``RetryPolicy.none()`` disables retries.
+    - ``retry_budget``: a ``RetryBudget`` (token bucket) shared by all calls of this client,
+      so that retries cannot multiply the load on a server that is down or overloaded; one
+      per client by default, pass the same one to several clients to share it.
     - ``max_connection_age_s``: recycle the gRPC channel after this many seconds (60 s, minus
       up to 10 % jitter) so that traffic follows a blue/green switch behind a Kubernetes
       Service within that time; in-flight calls finish on the old channel. ``None`` keeps one
@@ -62,12 +72,16 @@ class InferenceClient(BaseClient):
       ``headers=``.
     - ``compression``: ``"gzip"`` or ``"deflate"`` for request messages; per call too.
     - ``ssl``, ``root_certificates``, ``private_key``, ``certificate_chain``: TLS (PEM file
-      paths; giving any file turns ``ssl`` on); ``creds``: a ready ``grpc.ChannelCredentials``.
+      paths; giving any file turns ``ssl`` on; key and chain go together). The files are
+      checked when the client is made (``UsageError``); a failed handshake raises
+      ``TlsError``, not retried. ``creds``: a ready ``grpc.ChannelCredentials``.
     - ``channel_args``: extra gRPC channel arguments, overriding the defaults (message size
       limits, ``grpc.use_local_subchannel_pool``, short reconnect backoff).
 
-    Errors are ``ClientError`` subclasses (see ``triton_deploy.clients``). The client is
-    thread-safe; close it with ``close()`` or a ``with`` block.
+    Errors are ``ClientError`` subclasses (see ``triton_deploy.clients``). Calls are logged to
+    the ``triton_deploy.clients`` logger (DEBUG; retries and failures at WARNING). With the
+    OpenTelemetry API installed, calls made inside a span carry its W3C ``traceparent``. The
+    client is thread-safe; close it with ``close()`` or a ``with`` block.
     """
 
     _channels: SyncChannels[Any]
@@ -78,7 +92,7 @@ class InferenceClient(BaseClient):
         self._schema_locks: dict[tuple[str, str], threading.Lock] = {}
 
     def _new_triton_client(self) -> Any:
-        return grpcclient.InferenceServerClient(**self._triton_kwargs)
+        return grpcclient.InferenceServerClient(**self._triton_client_kwargs())
 
     @property
     def channels_opened(self) -> int:
@@ -104,20 +118,20 @@ class InferenceClient(BaseClient):
     # -- the retry loop ------------------------------------------------------------------------
     def _rpc(self, call: Call, send: Callable[[Any, float], T]) -> T:
         """``send(triton_client, attempt_timeout)`` with retries, within the call's deadline."""
-        failures = 0
         while True:
             attempt_timeout = call.deadline.attempt_timeout(call.model)
             channel = self._channels.acquire()
             try:
-                return send(channel.client, attempt_timeout)
+                result = send(channel.client, attempt_timeout)
             except (InferenceServerException, grpc.RpcError) as exc:
-                error = self._map(exc, call)
-                if isinstance(error, Unavailable):
+                error, delay, retire = self._retry_after(call, exc, channel)
+                if retire:
                     self._channels.discard(channel)  # reconnect (and re-resolve) on retry
-                failures += 1
-                delay = self.retry.next_delay(error, failures, call.deadline)
                 if delay is None:
                     raise error from exc
+            else:
+                self._answered(call, channel)
+                return result
             finally:
                 self._channels.release(channel)
             time.sleep(delay)
@@ -133,7 +147,9 @@ class InferenceClient(BaseClient):
         headers: Headers | None = None,
     ) -> ModelSchema:
         """The model's inputs, outputs and max_batch_size (cached; ``refresh=True`` refetches)."""
-        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        call = self._options(
+            model, version=version, timeout=timeout, headers=headers, what="model_schema"
+        )
         return self._schema(call, stale=self._cached(model, version) if refresh else None)
 
     def _schema(self, call: Call, *, stale: ModelSchema | None = None) -> ModelSchema:
@@ -276,18 +292,32 @@ class InferenceClient(BaseClient):
         """Like ``infer`` for a batch of any size: split into chunks of ``chunk_size`` rows
         (default: the model's max_batch_size), sent ``max_concurrency`` at a time, results
         concatenated in input order. ``timeout`` is the deadline of each chunk's call.
-        The first chunk that fails stops the rest and its error is raised.
+        The first chunk that fails stops the chunks not yet sent and its error is raised; row
+        numbers in the server's message count rows of the whole batch. A batch of 0 rows
+        sends nothing and returns 0-row outputs.
         """
+        # Resolved here, in the caller's thread: the chunks run on worker threads, where the
+        # caller's OpenTelemetry context (traceparent) is not current.
+        call = self._options(
+            model,
+            version=version,
+            timeout=timeout,
+            headers=headers,
+            compression=compression,
+            outputs=outputs,
+            queue_timeout=queue_timeout,
+            what="model_schema",
+        )
         options: dict[str, Any] = {
             "version": version,
             "timeout": timeout,
-            "headers": headers,
+            "headers": call.headers,
             "compression": compression,
             "outputs": outputs,
             "queue_timeout": queue_timeout,
         }
         given = self._merge_inputs(inputs, named_inputs)
-        schema = self._schema(self._options(model, **options))
+        schema = self._schema(call)
         many = (model, options, given, outputs, validate, chunk_size, max_concurrency)
         try:
             return self._many(schema, *many, replan=True)
@@ -309,13 +339,26 @@ class InferenceClient(BaseClient):
         replan: bool,
     ) -> OutputMap:
         arrays, datatypes, parts = self._plan_many(schema, given, outputs, validate, chunk_size)
+        if not parts:
+            return self._empty_outputs(schema, outputs)
+        total = parts[-1].stop
+        failed = threading.Event()  # the first failure stops chunks not yet sent
 
         def run(part: slice) -> OutputMap:
+            if failed.is_set():
+                raise Cancelled("infer_many: an earlier chunk failed", model=model)
             call = self._options(model, **options)
             chunk, request = self._chunk_request(arrays, datatypes, part)
-            if not validate:
-                return self._send(call, request, None)
-            return self._send_checked(call, schema, chunk, request, replan=replan)
+            try:
+                if not validate:
+                    return self._send(call, request, None)
+                return self._send_checked(call, schema, chunk, request, replan=replan)
+            except ClientError as error:
+                failed.set()
+                renumbered = self._in_chunk(error, part, total)
+                if renumbered is error:
+                    raise
+                raise renumbered from error
 
         if len(parts) == 1:
             return run(parts[0])
@@ -325,6 +368,7 @@ class InferenceClient(BaseClient):
             try:
                 results = [future.result() for future in futures]
             except BaseException:
+                failed.set()
                 for future in futures:
                     future.cancel()
                 raise
@@ -335,7 +379,7 @@ class InferenceClient(BaseClient):
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
         """Whether the server answers (``/v2/health/live``)."""
-        call = self._options("", timeout=timeout, headers=headers)
+        call = self._options("", timeout=timeout, headers=headers, what="server_live")
         return bool(
             self._rpc(call, lambda c, t: c.is_server_live(headers=call.headers, client_timeout=t))
         )
@@ -344,7 +388,7 @@ class InferenceClient(BaseClient):
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
         """Whether the server is ready for inference (``/v2/health/ready``)."""
-        call = self._options("", timeout=timeout, headers=headers)
+        call = self._options("", timeout=timeout, headers=headers, what="server_ready")
         return bool(
             self._rpc(call, lambda c, t: c.is_server_ready(headers=call.headers, client_timeout=t))
         )
@@ -358,7 +402,9 @@ class InferenceClient(BaseClient):
         headers: Headers | None = None,
     ) -> bool:
         """Whether ``model`` (a given ``version``, or its default) is loaded and ready."""
-        call = self._options(model, version=version, timeout=timeout, headers=headers)
+        call = self._options(
+            model, version=version, timeout=timeout, headers=headers, what="model_ready"
+        )
         try:
             return bool(
                 self._rpc(

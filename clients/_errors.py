@@ -2,7 +2,10 @@
 
     TritonDeployError                     (triton_deploy.errors: the project's root)
     └── ClientError                       every error the client raises on purpose
-        ├── UsageError                    the client was used wrongly (options, closed client)
+        ├── UsageError                    the client was used wrongly: options, arguments, TLS
+        │                                 files, a closed client (raised before any gRPC call)
+        ├── TlsError                      the TLS handshake failed: wrong CA, a certificate that
+        │                                 does not name the host, TLS to a plain port (not retried)
         ├── RequestError                  the request cannot succeed as sent: fix it, do not retry
         │   ├── InvalidInput              INVALID_ARGUMENT, OUT_OF_RANGE, message too large,
         │   │                             and the client's own checks before sending
@@ -24,8 +27,8 @@
 full queue (``Exceeds maximum queue size``), a request that waited past the queue policy's
 timeout (``Request timeout expired``) and a restricted protocol (``This protocol is
 restricted``) with status UNAVAILABLE, and a model without a loaded version (``has no
-available versions``: loading, unloading, server shutting down) with NOT_FOUND: the messages
-decide, see ``from_status``.
+available versions``: loading, unloading, server shutting down) with NOT_FOUND; gRPC reports a
+failed TLS handshake as UNAVAILABLE too. The messages decide, see ``from_status``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "RequestError",
     "ServerError",
     "ServerOverloaded",
+    "TlsError",
     "TransientError",
     "Unauthenticated",
     "Unavailable",
@@ -69,6 +73,8 @@ class ClientError(TritonDeployError):
 
     #: What to do about it; appended to the message.
     hint: str = ""
+    #: A retry was due but the client's ``RetryBudget`` had no token left.
+    retry_budget_spent: bool = False
 
     def __init__(
         self,
@@ -86,9 +92,28 @@ class ClientError(TritonDeployError):
             text = f"{text.rstrip().rstrip('.')}. {self.hint}"
         super().__init__(text)
 
+    def note_retry_budget_spent(self) -> None:
+        """Say in the message that a retry was due but the retry budget was spent."""
+        self.retry_budget_spent = True
+        self.args = (
+            f"{self.args[0]} (Not retried: the client's retry budget is spent, too many "
+            "retries lately; see RetryBudget.)",
+        )
+
 
 class UsageError(ClientError):
-    """The client was used wrongly: invalid options, missing TLS files, a closed client."""
+    """The client was used wrongly: an invalid option or argument, missing or mismatched TLS
+    files, a closed client. Raised before anything is sent."""
+
+
+class TlsError(ClientError):
+    """The TLS handshake with the server failed; retrying cannot help."""
+
+    hint = (
+        "Check the TLS options: root_certificates (--ca) must hold the CA that signed the "
+        "server's certificate, that certificate must name the host in the URL, and the port "
+        "must serve TLS (a plain port answers WRONG_VERSION_NUMBER)."
+    )
 
 
 class RequestError(ClientError):
@@ -100,8 +125,11 @@ class RequestError(ClientError):
 class InvalidInput(RequestError):
     """The inputs do not match the model: found by the client before sending, or by the server.
 
-    ``tensor`` names the input at fault when known.
+    ``tensor`` names the input at fault when known; ``rows`` is the ``(start, stop)`` range of
+    the batch that the failed request carried, for ``infer_many``.
     """
+
+    rows: tuple[int, int] | None = None
 
     hint = "Compare with client.model_schema(model) (tensor names, datatypes, shapes)."
 
@@ -151,7 +179,7 @@ class Unavailable(TransientError):
 
     hint = (
         "Check the URL and that tritonserver is up (`tdeploy health`); "
-        "the client already retried within the deadline."
+        "the client retries this while the deadline and its retry budget allow."
     )
 
 
@@ -161,7 +189,7 @@ class ModelUnavailable(Unavailable):
 
     hint = (
         "Wait for the model to load (`tdeploy health --models NAME`) or check the server log; "
-        "the client already retried within the deadline."
+        "the client retries this while the deadline and its retry budget allow."
     )
 
 
@@ -170,7 +198,7 @@ class ServerOverloaded(TransientError):
 
     hint = (
         "Slow down or retry later; scale out, or raise the model's max_queue_size / "
-        "queue timeout. The client already retried within the deadline."
+        "queue timeout. The client retries this while the deadline and its retry budget allow."
     )
 
 
@@ -232,6 +260,11 @@ _RESTRICTED_MESSAGE = "this protocol is restricted"
 # NOT_FOUND for a model that exists but has no loaded version: loading, unloading, or the
 # server is shutting down (SIGTERM unloads every model while requests still arrive). Transient.
 _NO_VERSIONS_MESSAGE = "has no available versions"
+# gRPC reports a failed TLS handshake as UNAVAILABLE ("Tls handshake failed (TSI_...)",
+# "Ssl handshake failed", "Peer name ... is not in peer certificate").
+_TLS_MESSAGES = ("handshake failed", "peer name", "ssl_error_ssl", "certificate_verify_failed")
+# A server that expects TLS closes a plain connection at once.
+_PLAIN_TO_TLS_MESSAGE = "socket closed"
 # gRPC's own limit on message size comes back as RESOURCE_EXHAUSTED; retrying cannot help.
 _TOO_LARGE_MESSAGES = ("larger than max", "message too large")
 
@@ -246,6 +279,7 @@ _SUMMARY: dict[type[ClientError], str] = {
     ServerOverloaded: "the server is overloaded",
     Unsupported: "the server does not support this call",
     Unavailable: "the server is unavailable",
+    TlsError: "the TLS handshake failed",
     ModelUnavailable: "no version of the model is ready",
     Unauthenticated: "not authenticated",
 }
@@ -264,8 +298,12 @@ def from_status(
     *,
     model: str | None = None,
     timeout: float | None = None,
+    tls: bool | None = None,
 ) -> ClientError:
-    """The ``ClientError`` for a status code and the server's message (see the module doc)."""
+    """The ``ClientError`` for a status code and the server's message (see the module doc).
+
+    ``tls``: whether the channel used TLS (``None``: unknown), to say more about failures that
+    look like a TLS mismatch."""
     if code is None:
         # tritonclient refused the request itself, before anything was sent.
         return InvalidInput(
@@ -280,6 +318,10 @@ def from_status(
             cls = ServerOverloaded
         elif _RESTRICTED_MESSAGE in lowered:
             cls = PermissionDenied
+        elif any(m in lowered for m in _TLS_MESSAGES):
+            cls = TlsError
+        elif tls is False and _PLAIN_TO_TLS_MESSAGE in lowered:
+            message += " (if the server expects TLS, connect with ssl=True / --tls)"
     elif code is grpc.StatusCode.NOT_FOUND and _NO_VERSIONS_MESSAGE in lowered:
         cls = ModelUnavailable
     elif code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(
@@ -297,7 +339,11 @@ def from_status(
 
 
 def from_exception(
-    exc: BaseException, *, model: str | None = None, timeout: float | None = None
+    exc: BaseException,
+    *,
+    model: str | None = None,
+    timeout: float | None = None,
+    tls: bool | None = None,
 ) -> ClientError:
     """Translate a tritonclient / gRPC exception (anything else: ``ServerError``)."""
     if isinstance(exc, ClientError):
@@ -313,13 +359,13 @@ def from_exception(
                 model=model,
                 server_message=message,
             )
-        return from_status(code, message, model=model, timeout=timeout)
+        return from_status(code, message, model=model, timeout=timeout, tls=tls)
     if isinstance(exc, grpc.RpcError):
         code_fn = getattr(exc, "code", None)
         details_fn = getattr(exc, "details", None)
         code = code_fn() if callable(code_fn) else grpc.StatusCode.UNKNOWN
         details = details_fn() if callable(details_fn) else str(exc)
-        return from_status(code, str(details or ""), model=model, timeout=timeout)
+        return from_status(code, str(details or ""), model=model, timeout=timeout, tls=tls)
     return ServerError(f"{_model_prefix(model)}unexpected {type(exc).__name__}: {exc}", model=model)
 
 

@@ -11,9 +11,11 @@ tritonclient ``InferenceServerClient`` (one gRPC channel) for at most ``max_conn
   reusing the old connection through its global subchannel pool);
 - calls already in flight on a retired channel finish on it; it is closed when the last one
   returns, never under a running call;
-- a call that fails with UNAVAILABLE (server gone, connection reset, GOAWAY after the
-  server's own ``--grpc-max-connection-age``) retires the channel too, so the retry
-  reconnects and re-resolves instead of waiting out gRPC's reconnect backoff.
+- a call that fails with UNAVAILABLE on a channel whose connection had worked (server gone,
+  connection reset, GOAWAY after the server's own ``--grpc-max-connection-age``) retires the
+  channel too, so the retry reconnects and re-resolves DNS; a channel that never reached the
+  server is kept for the retries (gRPC reconnects it itself, with its own backoff), so an
+  outage costs one new channel, not one per failed attempt.
 
 So after a switch, new calls reach the new color within ``max_connection_age_s`` (plus one
 connection set-up), without failing a call. ``ChannelBook`` is the bookkeeping, free of I/O;
@@ -42,7 +44,7 @@ _AGE_JITTER = 0.1
 class Channel(Generic[C]):
     """One tritonclient client (one gRPC channel) and its bookkeeping."""
 
-    __slots__ = ("client", "created", "expires", "in_flight", "number", "retired")
+    __slots__ = ("answered", "client", "created", "expires", "in_flight", "number", "retired")
 
     def __init__(self, client: C, number: int, created: float, expires: float | None) -> None:
         self.client = client
@@ -51,6 +53,8 @@ class Channel(Generic[C]):
         self.expires = expires
         self.in_flight = 0
         self.retired = False
+        # The server answered a call on this channel: its connection worked at least once.
+        self.answered = False
 
     def __repr__(self) -> str:
         return f"<Channel #{self.number} in_flight={self.in_flight} retired={self.retired}>"

@@ -13,12 +13,14 @@ Rules (each failure is an ``InvalidInput`` naming the tensor, expected vs given)
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
 from ._errors import InvalidInput
 from ._schema import ModelSchema, TensorSpec, format_shape
@@ -26,30 +28,20 @@ from ._types import Array, Record, TensorLike
 
 __all__ = ["arrays_from_records", "numpy_dtype", "prepare_inputs", "raw_inputs"]
 
-_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BF16": np.dtype(np.float32),  # tritonclient sends BF16 from float32 arrays
-    "BYTES": np.dtype(np.object_),
-}
 
-
+@functools.cache
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    """The numpy dtype tritonclient expects for a Triton datatype."""
-    try:
-        return _NUMPY_DTYPES[datatype]
-    except KeyError:
-        raise InvalidInput(f"unsupported Triton datatype {datatype!r}") from None
+    """The numpy dtype tritonclient expects for a Triton datatype (its own mapping: BF16 is
+    ``ml_dtypes.bfloat16``, BYTES an object array)."""
+    found = triton_to_np_dtype(datatype)
+    if found is None:
+        raise InvalidInput(f"unsupported Triton datatype {datatype!r}")
+    return np.dtype(found)
+
+
+def _float_like(dtype: np.dtype[Any]) -> bool:
+    """numpy floats and ml_dtypes' (bfloat16 has kind 'V')."""
+    return dtype.kind == "f" or dtype.name == "bfloat16"
 
 
 def prepare_inputs(
@@ -57,12 +49,16 @@ def prepare_inputs(
     given: Mapping[str, TensorLike],
     *,
     limit_batch: bool = True,
+    allow_empty: bool = False,
 ) -> tuple[list[tuple[TensorSpec, Array]], int]:
     """Validate ``given`` against ``schema``; return ``[(spec, array)]`` and the batch size.
 
     The batch size is 0 for a model without batching. ``limit_batch=False`` accepts batches
-    over ``max_batch_size`` (``infer_many`` splits them afterwards).
+    over ``max_batch_size`` (``infer_many`` splits them afterwards); ``allow_empty=True`` a
+    batch of 0 rows (``infer_many`` then sends nothing).
     """
+    if not isinstance(given, Mapping):
+        raise InvalidInput(f"inputs must be a mapping of input name to array, got {given!r}")
     model = schema.name
     names = given.keys()
     unknown = [name for name in given if schema.input(name) is None] if names - schema.names else []
@@ -113,7 +109,7 @@ def prepare_inputs(
             _check_shape(schema, spec, array)  # raises, with the full story
         if schema.batched:
             n = int(array.shape[0])
-            if n < 1:
+            if n < 1 and not allow_empty:
                 raise InvalidInput(
                     f"input '{spec.name}' of model '{model}' is an empty batch "
                     f"(shape {list(array.shape)}); send at least one sample",
@@ -128,7 +124,7 @@ def prepare_inputs(
                     tensor=spec.name,
                     model=model,
                 )
-            if batch and n != batch:
+            if batch_from and n != batch:
                 raise InvalidInput(
                     f"inputs of model '{model}' disagree on the batch size: "
                     f"'{batch_from}' has {batch}, '{spec.name}' has {n}",
@@ -142,8 +138,6 @@ def prepare_inputs(
 
 def raw_inputs(given: Mapping[str, TensorLike]) -> list[tuple[str, str, Array]]:
     """No validation (``validate=False``): ``[(name, datatype, array)]`` from numpy dtypes."""
-    from tritonclient.utils import np_to_triton_dtype
-
     out: list[tuple[str, str, Array]] = []
     for name, value in given.items():
         array = np.asarray(value)
@@ -181,7 +175,7 @@ def _coerce(spec: TensorSpec, value: TensorLike, model: str) -> Array:
             array = np.asarray(value, dtype=expected)
         if loose.dtype.kind not in "biuf":
             lossless = False
-        elif expected.kind == "f":  # floats round; only overflow to inf is a loss
+        elif _float_like(expected):  # floats round; only overflow to inf is a loss
             lossless = bool(np.all(np.isfinite(array) | ~np.isfinite(loose)))
         else:
             lossless = bool(np.array_equal(array, loose))

@@ -7,7 +7,9 @@
 Modules:
 
 - ``grpc_user``  ``TritonGrpcUser``: abstract User calling models through the project's client
-- ``users``      ``DigitsUser``, ``CtrUser``: the example ensembles with realistic payloads
+- ``workload``   ``Workload``: what one kind of client sends (a payload plugin named in the
+                 task mix), and ``GoldenWorkload``: any model, from its build's golden cases
+- ``users``      ``WorkloadUser``: the one User class, running the mix's workloads
 - ``plugin``     locust options (each with an environment variable), task mix, load shape,
                  SLO gate (exit code 3 when violated)
 - ``locustfile`` a few lines tying these together
@@ -18,6 +20,8 @@ Modules:
 
 Importing this package never imports locust (locust monkey-patches the process for gevent):
 only ``grpc_user``, ``users``, ``plugin`` and ``locustfile`` do, and they run inside locust.
+The example models' workloads live with the examples
+(``triton_deploy.build.examples.<family>.payloads``).
 """
 
 from .config import ENVIRONMENTS, LOCUSTFILE, LoadTestConfigError, mix_path, slo_path
@@ -33,7 +37,8 @@ from .objectives import (
 )
 from .run import LoadTestResult, run_loadtest
 from .shapes import ConstantLoad, Spike, StepRamp, make_shape
-from .taskmix import TaskMix
+from .taskmix import TaskMix, WorkloadMix
+from .workload import GoldenWorkload, Workload, WorkloadOptions
 
 __all__ = [
     "ENVIRONMENTS",
@@ -41,6 +46,7 @@ __all__ = [
     "LOCUSTFILE",
     "Check",
     "ConstantLoad",
+    "GoldenWorkload",
     "LoadTestConfigError",
     "LoadTestResult",
     "Measured",
@@ -50,6 +56,9 @@ __all__ = [
     "Spike",
     "StepRamp",
     "TaskMix",
+    "Workload",
+    "WorkloadMix",
+    "WorkloadOptions",
     "evaluate",
     "load_slo",
     "make_shape",

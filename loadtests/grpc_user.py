@@ -3,7 +3,9 @@
     class MyUser(TritonGrpcUser):
         @task
         def classify(self) -> None:
-            self.call("digits", self.client.infer, "digits", IMAGES=images)
+            self.call("my_model", self.client.infer, "my_model", x=batch)
+
+(The load test's own user, ``users.WorkloadUser``, runs the task mix's workloads.)
 
 Each user owns an ``InferenceClient`` (one gRPC channel, recycled every 60 s as in production)
 for ``self.host`` (``--host host:port``), with the TLS, metadata and deadline options of
@@ -29,7 +31,11 @@ from locust.env import Environment
 
 grpc_gevent.init_gevent()
 
-from triton_deploy.clients import ClientError, InferenceClient  # noqa: E402 (after gevent)
+from triton_deploy.clients import (  # noqa: E402 (after gevent)
+    DEFAULT_TIMEOUT_S,
+    ClientError,
+    InferenceClient,
+)
 
 from .config import LoadTestConfigError, parse_headers  # noqa: E402
 
@@ -47,7 +53,7 @@ def client_options(options: Any) -> dict[str, Any]:
     if token:
         headers["authorization"] = f"Bearer {token}"
     return {
-        "timeout": float(getattr(options, "grpc_timeout", 10.0)),
+        "timeout": float(getattr(options, "grpc_timeout", DEFAULT_TIMEOUT_S)),
         "headers": headers,
         "ssl": bool(getattr(options, "grpc_tls", False)),
         "root_certificates": getattr(options, "grpc_ca", "") or None,

@@ -6,7 +6,8 @@ Imported by the locustfile (after ``import locust``); everything here runs insid
 - ``init``: read and validate the SLO and task-mix files, the shape and the TLS files before
   anything starts (a bad one ends the process with exit code 2 and a one-line reason);
 - ``test_start``: apply the task mix (again) on every process; workers get the master's
-  options with their first spawn message, so a distributed run uses the master's mix;
+  options with their first spawn message, so a distributed run uses the master's mix; the
+  mix's workloads build their payloads (``Workload.prepare``) before users start;
 - ``quitting`` (master / single process): compare the run with the SLO; the process exit code
   becomes 0 (all met) or ``EXIT_SLO_VIOLATED`` (3); ``quit``: print the summary last.
 """
@@ -26,6 +27,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
+from triton_deploy.clients import DEFAULT_TIMEOUT_S
+
 from .config import LoadTestConfigError, load_yaml_model, mix_path, slo_path
 from .objectives import (
     EXIT_SLO_VIOLATED,
@@ -36,10 +39,9 @@ from .objectives import (
     evaluate,
     load_slo,
 )
-from .payloads import digits_images, impression_pool
 from .shapes import SHAPES, Shape, make_shape
 from .taskmix import TaskMix
-from .users import CtrUser, DigitsUser
+from .users import WorkloadUser
 
 __all__ = ["EXIT_BAD_CONFIG", "LoadShape", "measurements"]
 
@@ -84,36 +86,34 @@ def add_options(parser: LocustArgumentParser) -> None:
     parser.add_argument(
         "--grpc-timeout",
         type=float,
-        default=10.0,
-        env_var="TDEPLOY_GRPC_TIMEOUT",
+        default=DEFAULT_TIMEOUT_S,
+        env_var="TDEPLOY_TIMEOUT",
         help="Deadline of each call in seconds, retries included.",
     )
     parser.add_argument(
         "--grpc-tls",
         action="store_true",
         default=False,
-        env_var="TDEPLOY_GRPC_TLS",
+        env_var="TDEPLOY_TLS",
         help="Connect with TLS (system CAs unless --grpc-ca).",
     )
+    parser.add_argument("--grpc-ca", default="", env_var="TDEPLOY_CA", help="TLS: CA bundle (PEM).")
     parser.add_argument(
-        "--grpc-ca", default="", env_var="TDEPLOY_GRPC_CA", help="TLS: CA bundle (PEM)."
+        "--grpc-cert", default="", env_var="TDEPLOY_CERT", help="TLS: client cert (PEM)."
     )
     parser.add_argument(
-        "--grpc-cert", default="", env_var="TDEPLOY_GRPC_CERT", help="TLS: client cert (PEM)."
-    )
-    parser.add_argument(
-        "--grpc-key", default="", env_var="TDEPLOY_GRPC_KEY", help="TLS: client key (PEM)."
+        "--grpc-key", default="", env_var="TDEPLOY_KEY", help="TLS: client key (PEM)."
     )
     parser.add_argument(
         "--grpc-header",
         default="",
-        env_var="TDEPLOY_GRPC_HEADERS",
+        env_var="TDEPLOY_HEADERS",
         help="Metadata sent with every call: NAME=VALUE[,NAME=VALUE].",
     )
     parser.add_argument(
         "--grpc-token",
         default="",
-        env_var="TDEPLOY_GRPC_TOKEN",
+        env_var="TDEPLOY_TOKEN",
         is_secret=True,
         help="Sent as 'authorization: Bearer TOKEN' (prefer the environment variable).",
     )
@@ -168,25 +168,9 @@ def _check_target(environment: Environment, options: Any) -> None:
 
 
 def apply_mix(environment: Environment, mix: TaskMix) -> None:
-    """Task weights, user weights, think time and payload sizes from ``mix``."""
-    for user_class, part in ((DigitsUser, mix.digits), (CtrUser, mix.ctr)):
-        user_class.weight = part.weight
-        user_class.mix = part
-        user_class.seed = mix.seed
-        user_class.wait_time = between(*mix.think_time_s)
-        user_class.tasks = [
-            getattr(user_class, name)
-            for name, weight in part.tasks.model_dump().items()
-            for _ in range(weight)
-        ]
-    if isinstance(environment.runner, WorkerRunner):
-        return  # a worker spawns whatever the master dispatches; the master drops weight 0
-    chosen = [u for u in environment.user_classes if u.weight > 0 or u.fixed_count > 0]
-    if not chosen:
-        raise LoadTestConfigError(
-            "the task mix gives weight 0 to every user class selected on the command line"
-        )
-    environment.user_classes[:] = chosen
+    """The mix's workloads and think time for every ``WorkloadUser`` of this process."""
+    WorkloadUser.mix = mix
+    WorkloadUser.wait_time = between(*mix.think_time_s)
 
 
 @events.init.add_listener
@@ -220,7 +204,11 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_kwargs: Any) -> None:
-    mix = _load_mix(environment.parsed_options) if environment.parsed_options else TaskMix()
+    mix = (
+        _load_mix(environment.parsed_options)
+        if environment.parsed_options
+        else load_yaml_model(mix_path("local"), TaskMix, "task mix")
+    )
     if environment.parsed_options is not None:
         apply_mix(environment, mix)
     _build_payloads(environment, mix)  # at once when init built them (cached), else here
@@ -231,8 +219,8 @@ def _build_payloads(environment: Environment, mix: TaskMix) -> None:
     loading scikit-learn inside the first user would stall (and inflate the timings of) every
     request already in flight. The master sends no requests and needs none."""
     if not isinstance(environment.runner, MasterRunner):
-        digits_images(mix.seed)
-        impression_pool(seed=mix.seed, tail_share=mix.ctr.tail_share)
+        for entry in mix.active().values():
+            entry.cls.prepare(entry.parsed_options, mix.seed)
 
 
 def measurements(stats: RequestStats) -> tuple[dict[str, Measured], Measured]:

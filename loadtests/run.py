@@ -77,7 +77,7 @@ def run_loadtest(
     spike_baseline: float = 0.25,
     reports: Path = DEFAULT_REPORTS,
     repository: Path = Path("model_repository"),
-    spec: Path = Path("build/models.yaml"),
+    spec: Path | None = None,
     build: bool = True,
     grpc_timeout: float | None = None,
     tls: bool = False,
@@ -161,7 +161,9 @@ def run_loadtest(
         ]
         env = dict(os.environ)
         if token:  # through the environment, not the command line (visible in ps)
-            env["TDEPLOY_GRPC_TOKEN"] = token
+            env["TDEPLOY_TOKEN"] = token
+        # Golden-case workloads read the repository's golden cases.
+        env["TDEPLOY_REPOSITORY"] = str(Path(repository).resolve())
         console.print(f"[bold]locust[/] → {target}: {shape} load, {users} users, {run_time}")
         exit_code = _run_locust(command, env, parse_duration(run_time) + _GRACE_S, console)
     seconds = time.monotonic() - started
@@ -203,7 +205,7 @@ def _grpc_args(
 
 @contextlib.contextmanager
 def _target(
-    host: str | None, repository: Path, spec: Path, build: bool, console: Console
+    host: str | None, repository: Path, spec: Path | None, build: bool, console: Console
 ) -> Iterator[str]:
     """``host`` as given, or a local tritonserver on the (re)built repository."""
     if host:
@@ -220,7 +222,7 @@ def _target(
     console.print("tritonserver stopped")
 
 
-def _build(repository: Path, spec: Path, console: Console) -> None:
+def _build(repository: Path, spec: Path | None, console: Console) -> None:
     """The incremental build: seconds when the repository is up to date."""
     try:
         from triton_deploy.build.pipeline import build_repository
@@ -228,7 +230,9 @@ def _build(repository: Path, spec: Path, console: Console) -> None:
     except ImportError as exc:  # the build extra is not installed: serve what is there
         console.print(f"[yellow]not building[/] ({exc.name} missing): serving {repository} as is")
         return
-    report = build_repository(load_spec(spec), Path(repository), console=console)
+    from triton_deploy.build.spec import find_spec
+
+    report = build_repository(load_spec(find_spec(spec)), Path(repository), console=console)
     if report.failed:
         from triton_deploy.errors import BuildError
 

@@ -6,6 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from collection_guard import (  # noqa: F401  (hooks: fail when a test file is never collected)
+    pytest_collect_file,
+    pytest_collection_finish,
+    pytest_configure,
+)
 from rich.console import Console
 
 from triton_deploy.build.pipeline import build_repository

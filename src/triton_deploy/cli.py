@@ -1,33 +1,76 @@
 """The ``tdeploy`` command line: thin typer wrappers over typed functions.
 
-The project's error becomes exit code 1 with a one-line message at this edge only.
+One error exit: a command raises ``TritonDeployError`` (``UsageError`` for bad input) and the
+app prints ``error: <message>`` on stderr and exits with code 1; nowhere else turns errors
+into exit codes. Shared options (URL, deadline, TLS, headers, token, repository, spec) are
+defined once, with one environment variable each, in ``cli_options``. Commands of other areas
+live in ``cli_<area>.py`` and are registered with one line in ``_register_sub_commands``.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from triton_deploy import __version__
+from triton_deploy.cli_options import (
+    DEFAULT_REPOSITORY,
+    DEFAULT_SPEC,
+    DEFAULT_URL,
+    Ca,
+    Cert,
+    Headers,
+    Key,
+    Spec,
+    Timeout,
+    Tls,
+    Token,
+    Url,
+    connection,
+)
 from triton_deploy.errors import TritonDeployError
+
+__all__ = ["DEFAULT_REPOSITORY", "DEFAULT_SPEC", "app", "console", "main", "print_error"]
+
+console = Console(stderr=True)
+
+
+def print_error(exc: BaseException) -> None:
+    """``error: <message>`` on stderr: the message as the error wrote it; client errors (which
+    may quote a server's multi-line text) on one line."""
+    from triton_deploy.clients import ClientError
+
+    message = str(exc)
+    if isinstance(exc, ClientError):
+        message = " ".join(message.split())
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _Group(TyperGroup):
+    """The app's command group: the one place where ``TritonDeployError`` becomes exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click.Context (typer vendors click)
+        try:
+            return super().invoke(ctx)
+        except TritonDeployError as exc:
+            print_error(exc)
+            raise typer.Exit(code=1) from None
+
 
 app = typer.Typer(
     name="tdeploy",
+    cls=_Group,
     help="Build Triton model repositories, serve them locally, call and load-test them.",
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
 )
-console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_SPEC = Path("build/models.yaml")
-DEFAULT_REPOSITORY = Path("model_repository")
 
 
 def _version(value: bool) -> None:
@@ -45,92 +88,137 @@ def _main(
     """triton-deploy: trained models in, production inference on NVIDIA Triton out."""
 
 
-def fail(exc: TritonDeployError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
+def fail(exc: TritonDeployError) -> NoReturn:
+    """Deprecated: raise the ``TritonDeployError`` instead (the app prints it and exits 1)."""
+    raise exc
 
 
 @app.command()
 def build(
-    spec: Annotated[
-        Path, typer.Option(help="The build spec.", envvar="TDEPLOY_SPEC")
-    ] = DEFAULT_SPEC,
+    spec: Spec = DEFAULT_SPEC,
     out: Annotated[
         Path, typer.Option(help="Model repository to write.", envvar="TDEPLOY_REPOSITORY")
     ] = DEFAULT_REPOSITORY,
     only: Annotated[
-        list[str] | None, typer.Option(help="Build only these models (repeatable).")
+        list[str] | None,
+        typer.Option(help="Rebuild only these models (and what depends on them); repeatable."),
     ] = None,
     force: Annotated[
         bool, typer.Option(help="Rebuild even when the repository is up to date.")
     ] = False,
+    allow_failed: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the repository even when a model fails its parity check "
+            "(the manifest marks it FAIL; `tdeploy serve` refuses it unless told otherwise)."
+        ),
+    ] = False,
 ) -> None:
-    """Train the recipes and write a Triton model repository (configs, weights, manifest)."""
+    """Build a Triton model repository from model files (and recipes): configs, converted
+    models, golden cases, manifest. The repository is replaced only by a build that passed."""
     from triton_deploy.build.pipeline import build_repository
-    from triton_deploy.build.spec import load_spec
+    from triton_deploy.build.spec import find_spec, load_spec
 
+    spec_path = find_spec(spec)
     try:
         report = build_repository(
-            load_spec(spec), out, only=set(only) if only else None, force=force, console=console
+            load_spec(spec_path),
+            out,
+            only=set(only) if only else None,
+            force=force,
+            allow_failed=allow_failed,
+            console=console,
         )
-    except TritonDeployError as exc:
-        raise fail(exc) from None
+    except KeyboardInterrupt:
+        console.print(f"[bold red]interrupted:[/] {out} is left exactly as it was")
+        raise typer.Exit(code=130) from None
     if report.up_to_date:
-        console.print(f"{report.repository} is up to date with {spec} (use --force to rebuild)")
+        console.print(
+            f"{report.repository} is up to date with {spec_path} (use --force to rebuild)"
+        )
         return
     console.print(report.table())
     for skipped in report.skipped:
         console.print(f"[yellow]skipped[/] {skipped.model}: {skipped.detail}")
     if report.failed:
-        raise fail(
-            TritonDeployError(
-                f"{len(report.failed)} model(s) failed: "
-                + ", ".join(r.model for r in report.failed)
-            )
+        kept = (
+            "the repository was replaced anyway (--allow-failed)"
+            if report.swapped
+            else f"{report.repository} is left as it was"
         )
+        for failed in report.failed:
+            print_error(TritonDeployError(f"model '{failed.model}': {failed.detail}; {kept}"))
+        raise typer.Exit(code=1)
+    console.print(f"[bold green]built[/] {report.repository}")
 
 
 @app.command()
 def verify(
-    url: Annotated[
-        str, typer.Option(help="gRPC endpoint.", envvar="TDEPLOY_URL")
-    ] = "localhost:8001",
+    url: Url = DEFAULT_URL,
     repository: Annotated[
         Path,
         typer.Option(
             help="The built repository (for its golden cases).", envvar="TDEPLOY_REPOSITORY"
         ),
     ] = DEFAULT_REPOSITORY,
-    spec: Annotated[Path, typer.Option(help="The build spec (tolerances).")] = DEFAULT_SPEC,
+    spec: Spec = DEFAULT_SPEC,
     model: Annotated[list[str] | None, typer.Option(help="Only these models (repeatable).")] = None,
+    timeout: Timeout = 60.0,
+    header: Headers = None,
+    token: Token = None,
+    tls: Tls = False,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
 ) -> None:
-    """Send held-out inputs to a live server and compare with the source frameworks."""
+    """Send held-out inputs to a live server and compare with the source frameworks.
+
+    Exit code 0: every served model matches; 1: a model differs, or the check could not run.
+
+    [dim]tdeploy verify --url preview.ml.svc:8001 --ca ca.pem -H triton-grpc-protocol-infer=KEY[/]
+    """
     from triton_deploy.build.spec import load_spec
     from triton_deploy.build.verify import verify_server
 
-    try:
-        report = verify_server(url, repository, load_spec(spec), models=model)
-    except TritonDeployError as exc:
-        raise fail(exc) from None
+    options = connection(timeout, header, token, tls, ca, cert, key)
+    report = verify_server(
+        url,
+        repository,
+        load_spec(spec) if spec is not None else None,
+        models=model,
+        timeout=options["timeout"],
+        headers=options["headers"],
+        ssl=options["ssl"],
+        root_certificates=options["root_certificates"],
+        certificate_chain=options["certificate_chain"],
+        private_key=options["private_key"],
+    )
     Console().print(report.table())
     if not report.passed:
-        raise fail(TritonDeployError(f"verification failed for {', '.join(report.failed_models)}"))
+        raise TritonDeployError(f"verification failed for {', '.join(report.failed_models)}")
 
 
 def _register_sub_commands() -> None:
-    """Commands that live beside their stage: the client's, the runtime's, the load tests'."""
-    from triton_deploy.cli_client import health, infer
-    from triton_deploy.cli_serve import drain, serve
+    """Commands that live beside their stage, one line each (``cli_<area>.py`` modules import
+    nothing heavy: a command imports what it needs when it runs)."""
+    from triton_deploy import (
+        cli_bench,
+        cli_client,
+        cli_init,
+        cli_loadtest,
+        cli_rollout,
+        cli_serve,
+    )
 
-    app.command()(infer)
-    app.command()(health)
-    app.command()(serve)
-    app.command()(drain)
-    try:
-        from triton_deploy.cli_loadtest import loadtest
-    except ImportError:  # the loadtest extra (locust) is not installed
-        return
-    app.command()(loadtest)
+    app.command()(cli_init.init)
+    app.command()(cli_serve.serve)
+    app.command()(cli_serve.drain)
+    app.command()(cli_client.infer)
+    app.command()(cli_client.health)
+    app.command()(cli_bench.bench)
+    app.command()(cli_bench.tune)
+    app.command()(cli_loadtest.loadtest)  # says how to install the extra when locust is missing
+    cli_rollout.register(app)  # rollout, promote, abort, rollback, status
 
 
 _register_sub_commands()

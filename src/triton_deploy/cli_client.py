@@ -1,15 +1,14 @@
 """``tdeploy infer`` and ``tdeploy health``: the client library at the command line.
 
 Registered on the main app by ``cli.py`` (``app.command()(infer)``, ``app.command()(health)``).
-Both are thin wrappers over ``triton_deploy.clients``; a ``TritonDeployError`` becomes a
-one-line message on stderr and exit code 1.
+Both are thin wrappers over ``triton_deploy.clients``; the app turns a ``TritonDeployError``
+into a one-line message on stderr and exit code 1.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,9 +18,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triton_deploy.clients import (
+from triton_deploy.cli_options import (
     DEFAULT_TIMEOUT_S,
     DEFAULT_URL,
+    Ca,
+    Cert,
+    Headers,
+    Json,
+    Key,
+    Timeout,
+    Tls,
+    Token,
+    Url,
+    connection,
+)
+from triton_deploy.clients import (
     HealthReport,
     InferenceClient,
     NotReady,
@@ -33,40 +44,6 @@ from triton_deploy.errors import TritonDeployError
 Array = npt.NDArray[Any]
 
 __all__ = ["health", "infer"]
-
-# -- options shared by both commands ---------------------------------------------------------------
-Url = Annotated[
-    str, typer.Option("--url", help="Triton's gRPC endpoint, host:port.", envvar="TDEPLOY_URL")
-]
-Timeout = Annotated[
-    float,
-    typer.Option(
-        help="Deadline of each call in seconds (retries included).", envvar="TDEPLOY_TIMEOUT"
-    ),
-]
-HeaderOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--header",
-        "-H",
-        metavar="NAME=VALUE",
-        help="Metadata header sent with every call (repeatable).",
-    ),
-]
-CaOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ca", help="TLS: PEM file of the CA that signed the server.", envvar="TDEPLOY_CA"
-    ),
-]
-CertOpt = Annotated[
-    Path | None,
-    typer.Option("--cert", help="TLS: client certificate chain (PEM).", envvar="TDEPLOY_CERT"),
-]
-KeyOpt = Annotated[
-    Path | None, typer.Option("--key", help="TLS: client private key (PEM).", envvar="TDEPLOY_KEY")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
 def infer(
@@ -94,31 +71,33 @@ def infer(
     version: Annotated[str, typer.Option(help="Model version; default: the server's choice.")] = "",
     url: Url = DEFAULT_URL,
     timeout: Timeout = DEFAULT_TIMEOUT_S,
-    header: HeaderOpt = None,
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
+    header: Headers = None,
+    token: Token = None,
+    tls: Tls = False,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
     limit: Annotated[int, typer.Option(help="Rows shown in the table.")] = 20,
-    as_json: JsonOpt = False,
+    as_json: Json = False,
 ) -> None:
     """Run a model on inputs from .npy files or JSON records and print its outputs.
 
     [dim]tdeploy infer digits --input IMAGES=images.npy
-    tdeploy infer ctr --impressions impressions.json --json[/]
+    tdeploy infer ctr --impressions build/examples/ctr/impressions.json --json[/]
     """
-    with _errors_exit():
-        if bool(inputs) == (impressions is not None):
-            raise UsageError("give either --input NAME=FILE.npy (repeatable) or --impressions FILE")
-        records = _load_records(impressions) if impressions is not None else None
-        arrays: dict[str, Any] = _load_arrays(inputs or [])
-        with _client(url, timeout, header, ca, cert, key) as client:
-            if records is not None:
-                arrays = arrays_from_records(client.model_schema(model, version), records)
-            result = client.infer_many(model, arrays, version=version, outputs=outputs or None)
-        if as_json:
-            typer.echo(json.dumps(_outputs_json(model, result)))
-        else:
-            Console(soft_wrap=True).print(_outputs_table(model, result, limit))
+    if bool(inputs) == (impressions is not None):
+        raise UsageError("give either --input NAME=FILE.npy (repeatable) or --impressions FILE")
+    records = _load_records(impressions) if impressions is not None else None
+    arrays: dict[str, Any] = _load_arrays(inputs or [])
+    options = connection(timeout, header, token, tls, ca, cert, key)
+    with InferenceClient(url, **options) as client:
+        if records is not None:
+            arrays = arrays_from_records(client.model_schema(model, version), records)
+        result = client.infer_many(model, arrays, version=version, outputs=outputs or None)
+    if as_json:
+        typer.echo(json.dumps(_outputs_json(model, result)))
+    else:
+        Console(soft_wrap=True).print(_outputs_table(model, result, limit))
 
 
 def health(
@@ -133,33 +112,32 @@ def health(
     ] = 0.0,
     url: Url = DEFAULT_URL,
     timeout: Timeout = DEFAULT_TIMEOUT_S,
-    header: HeaderOpt = None,
-    ca: CaOpt = None,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    as_json: JsonOpt = False,
+    header: Headers = None,
+    token: Token = None,
+    tls: Tls = False,
+    ca: Ca = None,
+    cert: Cert = None,
+    key: Key = None,
+    as_json: Json = False,
 ) -> None:
     """Is the server live and ready, and are these models ready? Exit code 1 if not.
 
     [dim]tdeploy health --models digits,ctr --wait 60[/]
     """
     names = [n.strip() for item in models or [] for n in item.split(",") if n.strip()]
-    with _errors_exit():
-        with _client(url, timeout, header, ca, cert, key) as client:
-            try:
-                report = (
-                    client.wait_until_ready(names, timeout=wait)
-                    if wait > 0
-                    else client.health(names)
-                )
-            except NotReady as error:
-                report = error.report
-        if as_json:
-            typer.echo(json.dumps(report.to_dict()))
-        else:
-            Console(soft_wrap=True).print(_health_table(report))
-        if not report.ok:
-            raise _NotHealthy(report.summary())
+    with InferenceClient(url, **connection(timeout, header, token, tls, ca, cert, key)) as client:
+        try:
+            report = (
+                client.wait_until_ready(names, timeout=wait) if wait > 0 else client.health(names)
+            )
+        except NotReady as error:
+            report = error.report
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        Console(soft_wrap=True).print(_health_table(report))
+    if not report.ok:
+        raise _NotHealthy(report.summary())
 
 
 class _NotHealthy(TritonDeployError):
@@ -167,37 +145,6 @@ class _NotHealthy(TritonDeployError):
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-@contextmanager
-def _errors_exit() -> Iterator[None]:
-    try:
-        yield
-    except TritonDeployError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the server wrote
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]error:[/] {message}", highlight=False, markup=True
-        )
-        raise typer.Exit(code=1) from None
-
-
-def _client(
-    url: str,
-    timeout: float,
-    header: Sequence[str] | None,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
-) -> InferenceClient:
-    headers = dict(_pair(item, "--header", "NAME=VALUE") for item in header or [])
-    return InferenceClient(
-        url,
-        timeout=timeout,
-        headers=headers,
-        root_certificates=ca,
-        certificate_chain=cert,
-        private_key=key,
-    )
-
-
 def _pair(item: str, option: str, form: str) -> tuple[str, str]:
     name, sep, value = item.partition("=")
     if not sep or not name:

@@ -11,23 +11,25 @@ import contextlib
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from triton_deploy.cli_options import (
+    DEFAULT_REPOSITORY,
+    DEFAULT_URL,
+    Headers,
+    Repository,
+    Url,
+    parse_headers,
+)
 from triton_deploy.errors import TritonDeployError
 
 __all__ = ["drain", "serve"]
 
 console = Console(stderr=True)
 DEFAULT_MAX_INFLIGHT = 32
-
-
-def _fail(exc: TritonDeployError) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 def _say(message: str) -> None:
@@ -37,9 +39,7 @@ def _say(message: str) -> None:
 
 
 def serve(
-    repository: Annotated[
-        Path, typer.Option(help="Model repository to serve.", envvar="TDEPLOY_REPOSITORY")
-    ] = Path("model_repository"),
+    repository: Repository = DEFAULT_REPOSITORY,
     grpc_port: Annotated[int, typer.Option(help="gRPC port.", envvar="TDEPLOY_GRPC_PORT")] = 8001,
     http_port: Annotated[
         int,
@@ -106,7 +106,18 @@ def serve(
         bool,
         typer.Option(help="Also serve models whose build manifest says parity FAILED."),
     ] = False,
-    log_server: Annotated[bool, typer.Option(help="Echo the server's log lines.")] = True,
+    log_server: Annotated[
+        bool, typer.Option(help="Echo the server's warnings and errors (--no-log-server: none).")
+    ] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Echo the server's whole log: its option, backend and model tables and info "
+            "lines too.",
+        ),
+    ] = False,
     triton_arg: Annotated[
         list[str] | None,
         typer.Option(
@@ -115,6 +126,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
+    from triton_deploy.runtime.logs import worth_showing
     from triton_deploy.runtime.server import TritonServer
     from triton_deploy.runtime.shedder import haproxy_binary
     from triton_deploy.runtime.supervisor import Supervisor
@@ -133,7 +145,8 @@ def serve(
         overload = "overload protection off (--max-inflight 0)"
 
     def _echo(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        if verbose or worth_showing(line):
+            print(line, file=sys.stderr, flush=True)
 
     server = TritonServer(
         repository,
@@ -143,7 +156,7 @@ def serve(
         address=address,
         exit_timeout_s=exit_timeout,
         extra_args=triton_arg or [],
-        on_log_line=_echo if log_server else None,
+        on_log_line=_echo if log_server or verbose else None,
         on_event=_say,
         http_inference=http_inference,
         http_max_body_bytes=http_max_body_bytes,
@@ -160,10 +173,7 @@ def serve(
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
-    try:
-        server.start()
-    except TritonDeployError as exc:
-        raise _fail(exc) from None
+    server.start()  # a TritonDeployError becomes "error: ..." and exit code 1 in the app
     for name, reason in server.skipped.items():
         console.print(f"[yellow]not loaded[/] {name}: {reason}", highlight=False)
     http = "health, metadata" + (", inference (guarded)" if http_inference else "")
@@ -187,34 +197,18 @@ def serve(
 
 
 def drain(
-    url: Annotated[
-        str, typer.Option(help="Triton's gRPC endpoint.", envvar="TDEPLOY_URL")
-    ] = "localhost:8001",
+    url: Url = DEFAULT_URL,
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait for in-flight requests.", min=0)
     ] = 30.0,
-    header: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--header",
-            "-H",
-            metavar="NAME=VALUE",
-            help="gRPC metadata, e.g. the restricted-protocol key "
-            "triton-grpc-protocol-<key>=<value> (repeatable).",
-        ),
-    ] = None,
+    header: Headers = None,
 ) -> None:
     """Unload every model of a server in explicit model-control mode, waiting for in-flight
     requests (ensembles first): then SIGTERM stops it without losing any."""
     from triton_deploy.runtime.drain import drain as drain_server
 
-    headers = {}
-    for item in header or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise _fail(TritonDeployError(f"--header {item!r}: expected NAME=VALUE"))
-        headers[name.strip().lower()] = value
-    report = drain_server(url, timeout_s=timeout, headers=headers, log=_say)
+    # a restricted model-repository protocol needs: -H triton-grpc-protocol-<key>=<value>
+    report = drain_server(url, timeout_s=timeout, headers=parse_headers(header), log=_say)
     _say(report.summary())
     if not report.complete:
         raise typer.Exit(code=1)

@@ -3,6 +3,7 @@
     TritonDeployError
     ├── SpecError              a models.yaml that is not valid (names file, key and reason)
     ├── BuildError             a model could not be built or failed verification
+    │   ├── ArtifactError         a model file that is missing, unreadable or not what it claims
     │   └── EnsembleWiringError   an ensemble whose tensors do not connect
     ├── RuntimeEnvironmentError   the local Triton runtime cannot be set up here
     ├── ServerStartError       tritonserver exited or did not become ready (with its error lines)
@@ -16,6 +17,7 @@ itself a ``TritonDeployError``.
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactError",
     "BuildError",
     "EnsembleWiringError",
     "PortInUseError",
@@ -37,6 +39,10 @@ class SpecError(TritonDeployError):
 
 class BuildError(TritonDeployError):
     """A model could not be converted, written or verified."""
+
+
+class ArtifactError(BuildError):
+    """A model file (or samples file) that is missing, unreadable, or not what it claims to be."""
 
 
 class EnsembleWiringError(BuildError):

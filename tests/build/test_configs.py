@@ -2,12 +2,11 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.build import configs
-from triton_deploy.build.spec import FilOptions, ModelSpec, TensorSpec
-from triton_deploy.build.xgboost2fil import FIL_FILENAMES, fil_parameters, fil_tensors
+from triton_deploy.build.spec import ModelSpec, TensorSpec
 
 
 def _model(**kw) -> ModelSpec:  # type: ignore[no-untyped-def]
-    base = dict(name="m", backend="onnxruntime", recipe="digits:train", max_batch_size=32)
+    base = dict(name="m", source="m.onnx", max_batch_size=32)
     return ModelSpec.model_validate(base | kw)
 
 
@@ -49,8 +48,7 @@ def test_dynamic_batching_queue_policy_instances_warmup() -> None:
 
 def test_batching_off_and_no_warmup_for_strings() -> None:
     spec = _model(
-        backend="python",
-        recipe=None,
+        source=None,
         python_model="x.py",
         dynamic_batching={"enabled": False},
         inputs=[{"name": "s", "dtype": "BYTES", "dims": [1]}],
@@ -63,30 +61,6 @@ def test_batching_off_and_no_warmup_for_strings() -> None:
     assert config.input[0].data_type == mc.TYPE_STRING
 
 
-def test_fil_contract_parameters_and_tensors() -> None:
-    options = FilOptions(
-        model_type="xgboost_json", output_class=True, predict_proba=True, threshold=0.5
-    )
-    params = fil_parameters(options)
-    assert params == {
-        "model_type": "xgboost_json",
-        "output_class": "true",
-        "predict_proba": "true",
-        "threshold": "0.5",
-        "use_experimental_optimizations": "false",
-    }
-    inputs, outputs = fil_tensors(46, options)
-    assert (inputs[0].name, inputs[0].dtype, inputs[0].dims) == ("input__0", "FP32", [46])
-    assert (outputs[0].name, outputs[0].dtype, outputs[0].dims) == ("output__0", "FP32", [1])
-    assert fil_tensors(46, FilOptions(proba_width=2))[1][0].dims == [2]
-    assert fil_tensors(46, FilOptions(predict_proba=False))[1][0].dims == [1]
-    assert FIL_FILENAMES == {
-        "xgboost_json": "xgboost.json",
-        "xgboost_ubj": "xgboost.ubj",
-        "xgboost": "xgboost.model",
-    }
-
-
 def test_version_policies() -> None:
     all_versions = configs.model_config(_model(version_policy={"policy": "all"}), [], [])
     assert all_versions.version_policy.HasField("all")
@@ -94,3 +68,11 @@ def test_version_policies() -> None:
         _model(version_policy={"policy": "specific", "versions": [1, 3]}), [], []
     )
     assert list(specific.version_policy.specific.versions) == [1, 3]
+
+
+def test_a_tensor_that_is_only_the_batch_axis_gets_a_reshape() -> None:
+    y = [TensorSpec(name="score", dtype="FP32", dims=[1], reshape=[])]
+    config = _parse(configs.render(configs.model_config(_model(), [], y)))
+    assert list(config.output[0].dims) == [1]
+    assert config.output[0].HasField("reshape") and list(config.output[0].reshape.shape) == []
+    assert configs.tensor_specs(config.output)[0].reshape == []

@@ -45,10 +45,13 @@ def test_manifest_records_files_versions_and_parity(model_repository: Path) -> N
     assert {"torch", "onnx", "onnxruntime", "xgboost"} <= set(manifest["frameworks"])
     models = manifest["models"]
     cnn = models["digits_cnn"]
-    assert cnn["version"] == 1 and cnn["source"] == "digits:train"
+    assert cnn["version"] == 1 and cnn["source"] == "recipe:digits/digits_cnn.pt2"
+    assert cnn["format"] == "torch_export" and cnn["steps"] == "pt2→onnx"
+    assert cnn["samples"].startswith("recipe:digits/pixels.npz (360 rows)")
     assert cnn["parity"]["passed"] and cnn["parity"]["max_abs_diff"] <= cnn["parity"]["atol"]
     assert cnn["metrics"]["heldout_accuracy"] >= 0.95
     assert len(cnn["files"]["digits_cnn/1/model.onnx"]) == 64
+    assert "digits_cnn/golden.npz" in cnn["files"]
     xgb = models["ctr_xgb"]
     assert xgb["parity"]["passed"] and "ctr_xgb/1/xgboost.json" in xgb["files"]
     assert models["digits_cnn_trt"]["status"] in {"SKIPPED", "OK"}
@@ -72,4 +75,9 @@ def test_second_build_is_up_to_date_and_a_change_rebuilds(
     )  # same bytes: still up to date
     assert build_repository(spec, model_repository, console=QUIET).up_to_date
     partial = build_repository(spec, model_repository, only={"ctr_features"}, console=QUIET)
-    assert [r.model for r in partial.results] == ["ctr_features"]
+    # The ensemble using ctr_features is rebuilt with it (its golden case depends on it), and so
+    # is the ensemble's other member; the digits family is kept as it was.
+    assert sorted(r.model for r in partial.results) == ["ctr", "ctr_features", "ctr_xgb"]
+    assert all(r.status == "OK" for r in partial.results)
+    assert (model_repository / "digits_cnn/1/model.onnx").is_file()
+    assert not build_repository(spec, model_repository, console=QUIET).up_to_date

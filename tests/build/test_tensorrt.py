@@ -116,3 +116,51 @@ def test_build_plan_on_gpu(model_repository: Path, tmp_path: Path) -> None:
     )
     assert (tmp_path / "model.plan").stat().st_size > 0
     assert tag["tensorrt_version"] and tag["compute_capability"]
+
+
+def test_a_tensorrt_model_from_a_users_onnx_and_pt2_file(tmp_path: Path) -> None:
+    """`source:` with `backend: tensorrt`: ONNX as is, a .pt2 through ONNX first; the config,
+    the copied ONNX and the build_plans.sh line are written; the plan itself needs a GPU."""
+    import yaml
+    from rich.console import Console
+    from usermodels import make_pt2_mlp, make_two_input_onnx
+
+    from triton_deploy.build.pipeline import build_repository
+    from triton_deploy.build.spec import load_spec
+    from triton_deploy.runtime.repository import read_config
+
+    make_two_input_onnx(tmp_path)
+    make_pt2_mlp(tmp_path)
+    spec = tmp_path / "models.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "name": "pair_trt",
+                        "source": "pair.onnx",
+                        "backend": "tensorrt",
+                        "max_batch_size": 8,
+                    },
+                    {
+                        "name": "mlp_trt",
+                        "source": "mlp.pt2",
+                        "backend": "tensorrt",
+                        "max_batch_size": 8,
+                    },
+                ]
+            }
+        )
+    )
+    out = tmp_path / "repo"
+    report = build_repository(load_spec(spec), out, console=Console(quiet=True))
+    steps = {r.model: r.step for r in report.results}
+    assert steps == {"pair_trt": "onnx→tensorrt", "mlp_trt": "pt2→onnx → onnx→tensorrt"}
+    for name in ("pair_trt", "mlp_trt"):
+        config = read_config(out / name / "config.pbtxt")
+        assert config.platform == "tensorrt_plan" and config.max_batch_size == 8
+        assert (out / name / "1" / "model.onnx").is_file()
+        assert f"build_plan {name} 1 " in (out / "build_plans.sh").read_text()
+    if gpu_unavailable_reason() is not None:
+        assert {r.status for r in report.results} == {"SKIPPED"}
+        assert report.swapped  # skipped plans do not fail the build

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -18,79 +17,34 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "triton-deploy"
-CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-SCENARIOS = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
-KUBE_VERSION = "1.30.0"
-RELEASE = "prod"
-NAMESPACE = "ml"
-COLORS = ("blue", "green")
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chart() -> helm_python.Chart:
-    return helm_python.Chart.load(CHART)
-
-
-def scenario_values(name: str) -> dict[str, Any]:
-    return yaml.safe_load(SCENARIOS[name].read_text())
+from charttools import (
+    CHART,
+    FULLNAME,
+    KUBE_VERSION,
+    NAMESPACE,
+    RELEASE,
+    SCENARIOS,
+    all_containers,
+    by_kind,
+    container,
+    deployment,
+    flag,
+    merge,
+    objects,
+    render,
+    render_error,
+    scenario_values,
+)
 
 
-def render(
-    chart: helm_python.Chart, values: dict[str, Any], release: str = RELEASE
-) -> dict[str, str]:
-    """Template path (relative to templates/) -> rendered text, empty outputs dropped."""
-    out = chart.render(values, name=release, namespace=NAMESPACE)
-    prefix = f"{chart.name}/templates/"
-    return {path.removeprefix(prefix): text for path, text in out.items() if text.strip()}
+def both_colors_have_pods(values: dict[str, Any]) -> bool:
+    return all(
+        values.get(c, {}).get("enabled") and values[c].get("replicas", 1) > 0
+        for c in ("blue", "green")
+    )
 
 
-def objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
-    for path, text in rendered.items():
-        if path.endswith(".txt"):
-            continue
-        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return docs
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def deployment(docs: list[dict[str, Any]], color: str) -> dict[str, Any]:
-    return by_kind(docs, "Deployment")[f"{RELEASE}-triton-deploy-{color}"]
-
-
-def container(deploy: dict[str, Any], name: str = "tritonserver") -> dict[str, Any]:
-    spec = deploy["spec"]["template"]["spec"]
-    for c in spec["containers"] + spec.get("initContainers", []):
-        if c["name"] == name:
-            return c
-    raise AssertionError(f"no container {name} in {deploy['metadata']['name']}")
-
-
-def all_containers(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for d in docs:
-        if d["kind"] == "Deployment":
-            spec = d["spec"]["template"]["spec"]
-        elif d["kind"] == "Pod":
-            spec = d["spec"]
-        else:
-            continue
-        out += spec["containers"] + spec.get("initContainers", [])
-    return out
-
-
-def render_error(chart: helm_python.Chart, values: dict[str, Any]) -> str:
-    with pytest.raises(helm_python.HelmError) as excinfo:
-        chart.render(values, name=RELEASE, namespace=NAMESPACE)
-    return str(excinfo.value)
+BOTH_UP = sorted(s for s in SCENARIOS if both_colors_have_pods(scenario_values(s)))
 
 
 # Minimal schemas for the two prometheus-operator CRDs (not in Kubernetes' OpenAPI): exactly the
@@ -266,22 +220,34 @@ def test_scenario_shared_invariants(chart: helm_python.Chart, scenario: str) -> 
         env_names = {e["name"] for e in triton.get("env", [])}
         for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", " ".join(args)):
             assert ref in env_names, f"$({ref}) in args but no env var {ref}"
-        # Shutdown: the grace period covers the preStop sleep plus Triton's exit timeout.
+        # Shutdown: preStop outlasts every client connection (max age + 10 % jitter + grace),
+        # and the grace period covers the preStop sleep plus Triton's exit timeout.
         pre_stop = int(triton["lifecycle"]["preStop"]["exec"]["command"][1])
-        exit_timeout = int(_flag(args, "--exit-timeout-secs"))
+        age_ms = int(flag(args, "--grpc-max-connection-age"))
+        grace_ms = int(flag(args, "--grpc-max-connection-age-grace"))
+        assert age_ms > 0  # blue/green switches reach long-lived gRPC clients
+        assert pre_stop >= (age_ms * 1.1 + grace_ms) / 1000
+        drain = int(deploy["metadata"]["annotations"]["triton-deploy/connection-drain-seconds"])
+        assert drain >= (age_ms * 1.1 + grace_ms) / 1000 > drain - 1
+        exit_timeout = int(flag(args, "--exit-timeout-secs"))
         assert pod["terminationGracePeriodSeconds"] > pre_stop + exit_timeout
-        # Probes on Triton's health endpoints.
-        assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-        assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-        assert triton["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
-        # Max connection age set (blue/green switches reach long-lived gRPC clients).
-        assert int(_flag(args, "--grpc-max-connection-age")) > 0
+        # Probes: the kubelet's gRPC probe (grpc.health.v1) for startup and readiness; liveness
+        # does not follow readiness.
+        grpc_port = next(p for p in triton["ports"] if p["name"] == "grpc")["containerPort"]
+        assert triton["startupProbe"]["grpc"] == {"port": grpc_port}
+        assert triton["readinessProbe"]["grpc"] == {"port": grpc_port}
+        if "--allow-http=false" in args:
+            assert triton["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+            assert "http" not in {p["name"] for p in triton["ports"]}
+        else:
+            assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
         # /dev/shm is memory-backed with an explicit size.
         shm = next(v for v in pod["volumes"] if v["name"] == "shm")
         assert shm["emptyDir"]["medium"] == "Memory" and shm["emptyDir"]["sizeLimit"]
         assert {"name": "shm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
-        # Hardened containers, each with a writable /tmp under the read-only root.
+        # Hardened containers with a high UID, each with a writable /tmp under the read-only root.
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] >= 10000
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for c in pod["containers"] + pod.get("initContainers", []):
             sc = c["securityContext"]
@@ -289,32 +255,33 @@ def test_scenario_shared_invariants(chart: helm_python.Chart, scenario: str) -> 
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert sc["readOnlyRootFilesystem"] is True
             assert any(m["mountPath"] == "/tmp" for m in c["volumeMounts"]), c["name"]
+        # Spread over nodes and zones, counting only this color's pods.
+        color = deploy["spec"]["selector"]["matchLabels"]["color"]
+        spread = {t["topologyKey"]: t for t in pod["topologySpreadConstraints"]}
+        assert set(spread) == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+        for constraint in spread.values():
+            assert constraint["labelSelector"]["matchLabels"]["color"] == color
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"]
     for svc in by_kind(docs, "Service").values():
         ports = {p["name"]: p for p in svc["spec"]["ports"]}
-        assert ports["http"]["port"] == 8000
         assert ports["grpc"]["port"] == 8001 and ports["grpc"]["appProtocol"] == "grpc"
         assert ports["metrics"]["port"] == 8002
-
-
-def _flag(args: list[str], name: str) -> str:
-    values = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == name]
-    assert len(values) == 1, f"{name} appears {len(values)} times in {args}"
-    return values[0]
+        assert "http" not in ports  # no scenario asks for HTTP
 
 
 # --- blue/green ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", BOTH_UP)
 def test_services_select_active_and_preview_color(chart: helm_python.Chart, scenario: str) -> None:
     for active, preview in (("blue", "green"), ("green", "blue")):
         values = scenario_values(scenario) | {"activeColor": active}
         services = by_kind(objects(render(chart, values)), "Service")
-        assert services[f"{RELEASE}-triton-deploy"]["spec"]["selector"]["color"] == active
-        assert services[f"{RELEASE}-triton-deploy-preview"]["spec"]["selector"]["color"] == preview
+        assert services[FULLNAME]["spec"]["selector"]["color"] == active
+        assert services[f"{FULLNAME}-preview"]["spec"]["selector"]["color"] == preview
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", BOTH_UP)
 def test_switching_color_changes_only_the_services(chart: helm_python.Chart, scenario: str) -> None:
     blue = render(chart, scenario_values(scenario) | {"activeColor": "blue"})
     green = render(chart, scenario_values(scenario) | {"activeColor": "green"})
@@ -360,26 +327,35 @@ def test_anti_affinity_keeps_colors_apart_and_keeps_user_affinity(
 
 def test_notes_tell_which_color_is_active_and_how_to_switch(chart: helm_python.Chart) -> None:
     notes = render(chart, scenario_values("blue-green-both-up"))["NOTES.txt"]
-    assert "ACTIVE color:  green" in notes
+    assert "ACTIVE color: green" in notes and "IDLE color:   blue" in notes
     assert (
         f"helm upgrade {RELEASE} ./charts/triton-deploy -n {NAMESPACE} --reuse-values --set activeColor=blue"
         in notes
     )
-    assert f"helm rollback {RELEASE} -n {NAMESPACE}" in notes
-    assert "at least 40 s" in notes  # 30000 ms max connection age + 10000 ms grace
+    assert "helm rollback" not in notes  # flips to a color that may have no pods
+    assert "at least 43 s" in notes  # 30000 ms max connection age + 10 % jitter + 10000 ms grace
     assert f"helm test {RELEASE} -n {NAMESPACE}" in notes
+    # Both colors' repositories and credentials are named.
+    assert notes.count("credentials from Secret model-store-aws") == 2
+    assert "blue runs 1 replica, so it has no PodDisruptionBudget" in notes
 
 
-def test_helm_test_pod_checks_readiness_through_the_services(chart: helm_python.Chart) -> None:
-    rendered = render(chart, scenario_values("blue-green-both-up"))
-    (pod,) = objects({"t": rendered["tests/test-health.yaml"]})
-    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    command = pod["spec"]["containers"][0]["command"]
-    assert f"http://{RELEASE}-triton-deploy:8000/v2/health/ready" in command
-    assert f"http://{RELEASE}-triton-deploy-preview:8000/v2/health/ready" in command
-    # One color only: no preview check (it would select nothing).
-    (pod,) = objects({"t": render(chart, scenario_values("pvc"))["tests/test-health.yaml"]})
-    assert not any("preview" in part for part in pod["spec"]["containers"][0]["command"])
+def test_helm_test_pod_checks_the_active_service_and_the_preview_only_with_pods(
+    chart: helm_python.Chart,
+) -> None:
+    def addresses(values: dict[str, Any]) -> list[str]:
+        (pod,) = objects({"t": render(chart, values)["tests/test-health.yaml"]})
+        assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        command = pod["spec"]["containers"][0]["command"]
+        assert command[:2] == ["sh", "-c"] and command[3] == "grpc-health"
+        return list(command[4:])
+
+    both = scenario_values("blue-green-both-up")
+    assert addresses(both) == [f"{FULLNAME}:8001", f"{FULLNAME}-preview:8001"]
+    # The idle color scaled to 0 or disabled: the preview Service selects nothing, no check.
+    assert addresses(merge(both, {"blue": {"replicas": 0}})) == [f"{FULLNAME}:8001"]
+    assert addresses(merge(both, {"blue": {"enabled": False}})) == [f"{FULLNAME}:8001"]
+    assert addresses(scenario_values("pvc")) == [f"{FULLNAME}:8001"]
 
 
 # --- GPU, CPU-only, repositories -----------------------------------------------------------------
@@ -405,8 +381,9 @@ def test_gpu_scenario_requests_gpus_tolerates_taint_and_sizes_shm(chart: helm_py
     env = {e["name"]: e for e in triton["env"]}
     assert env["GOOGLE_APPLICATION_CREDENTIALS"]["value"] == "/var/run/secrets/gcs/key.json"
     assert {v["name"] for v in pod["volumes"]} >= {"gcs-key"}
-    # HPA owns the replica count; <color>.replicas is its minimum.
-    assert "replicas" not in deploy["spec"]
+    # HPA owns the replica count; <color>.replicas is its minimum, rendered while no live
+    # Deployment exists (offline render: lookup is empty).
+    assert deploy["spec"]["replicas"] == 2
     hpa = by_kind(docs, "HorizontalPodAutoscaler")[f"{RELEASE}-triton-deploy-blue"]
     assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 8
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "triton_queue_time_us_per_request"
@@ -467,11 +444,15 @@ def test_pvc_repository_and_explicit_model_control(chart: helm_python.Chart) -> 
     args = container(deploy)["args"]
     assert "--model-repository=/models" in args
     assert "--model-control-mode=explicit" in args and "--load-model=*" in args
-    assert pod["terminationGracePeriodSeconds"] == 90
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert container(deploy)["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "60"]
     assert (
-        "--http-restricted-api=model-repository,shared-memory,model-config:x-admin-token=$(RESTRICTED_KEY_VALUE)"
+        "--grpc-restricted-protocol=model-repository,shared-memory,model-config:x-admin-token=$(RESTRICTED_KEY_VALUE)"
         in args
     )
+    # No HTTP listener by default, so no HTTP restriction either.
+    assert "--allow-http=false" in args
+    assert not [a for a in args if a.startswith(("--http-restricted-api", "--http-port"))]
 
 
 def test_tensorrt_on_node_builds_plans_before_the_server(chart: helm_python.Chart) -> None:
@@ -575,8 +556,12 @@ def test_schema_refuses_literal_credentials(chart: helm_python.Chart) -> None:
             "tensorrtOnNode.enabled needs a GPU",
         ),
         (
-            {"shutdown": {"preStopSleepSeconds": 20, "terminationGracePeriodSeconds": 50}},
-            "must be greater than shutdown.preStopSleepSeconds + triton.exitTimeoutSecs (50)",
+            {"shutdown": {"preStopSleepSeconds": 60, "terminationGracePeriodSeconds": 80}},
+            "blue: shutdown.terminationGracePeriodSeconds (80) must be greater than the preStop sleep + triton.exitTimeoutSecs (90)",
+        ),
+        (
+            {"shutdown": {"preStopSleepSeconds": 20, "terminationGracePeriodSeconds": None}},
+            "blue: shutdown.preStopSleepSeconds (20) must be at least 48",
         ),
         (
             {"triton": {"restrictedProtocols": {"existingSecret": ""}}},
@@ -603,17 +588,7 @@ def test_schema_refuses_literal_credentials(chart: helm_python.Chart) -> None:
 def test_templates_fail_with_a_clear_message(
     chart: helm_python.Chart, change: dict[str, Any], expected: str
 ) -> None:
-    assert expected in render_error(chart, _merge(_pvc(), change))
-
-
-def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in change.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+    assert expected in render_error(chart, merge(_pvc(), change))
 
 
 def test_defaults_alone_fail_naming_what_is_required(chart: helm_python.Chart) -> None:
@@ -707,10 +682,19 @@ def test_schema_is_draft07_and_closed_on_the_charts_own_blocks(chart: helm_pytho
         "tests",
     ]
     for block in own_blocks:
-        assert schema["properties"][block]["additionalProperties"] is False, block
+        assert _resolve(schema, schema["properties"][block])["additionalProperties"] is False, block
     assert schema["definitions"]["color"]["additionalProperties"] is False
     # Every value in values.yaml is described by the schema (the defaults validate).
     chart.validate_schema(yaml.safe_load((CHART / "values.yaml").read_text()))
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """The object schema behind a node that is a $ref, or an allOf of a $ref and an overlay."""
+    if "allOf" in node:
+        node = node["allOf"][0]
+    if "$ref" in node:
+        node = schema["definitions"][node["$ref"].removeprefix("#/definitions/")]
+    return node
 
 
 def test_long_release_names_are_truncated_to_63_characters(chart: helm_python.Chart) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from clienttools import TcpProxy
+from tlstools import make_tls_files
 
 from triton_deploy.runtime.server import TritonServer
 
@@ -27,3 +29,9 @@ def proxy(triton_server: TritonServer) -> Iterator[TcpProxy]:
 @pytest.fixture
 def grpc_url(triton_server: TritonServer) -> str:
     return triton_server.grpc_url
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Test certificates (see ``clienttools.make_tls_files``)."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))

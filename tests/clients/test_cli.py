@@ -7,17 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from clienttools import digit_images, impressions
 from typer.testing import CliRunner
 
-from triton_deploy.cli_client import health, infer
+from triton_deploy.cli import app
 from triton_deploy.runtime.server import free_port
 
-app = typer.Typer()
-app.command()(infer)
-app.command()(health)
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_IMPRESSIONS = ROOT / "build" / "examples" / "ctr" / "impressions.json"
 
 
 def one_line_error(output: str) -> str:
@@ -79,6 +77,20 @@ def test_infer_digits_from_npy(grpc_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.server
+def test_the_readme_example_runs_on_the_shipped_sample(grpc_url: str) -> None:
+    """README: `tdeploy infer ctr --impressions build/examples/ctr/impressions.json`."""
+    readme = (ROOT / "README.md").read_text()
+    assert "tdeploy infer ctr --impressions build/examples/ctr/impressions.json" in readme
+    records = json.loads(SAMPLE_IMPRESSIONS.read_text())
+    result = runner.invoke(
+        app, ["infer", "ctr", "--impressions", str(SAMPLE_IMPRESSIONS), "--url", grpc_url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    probs = json.loads(result.output)["outputs"]["CLICK_PROB"]["data"]
+    assert len(probs) == len(records) >= 3 and all(0 < p[0] < 1 for p in probs)
+
+
+@pytest.mark.server
 def test_infer_ctr_from_impressions(grpc_url: str, tmp_path: Path) -> None:
     path = tmp_path / "impressions.json"
     path.write_text(json.dumps(impressions(5)))
@@ -123,3 +135,39 @@ def test_health_of_the_server(grpc_url: str) -> None:
     assert result.output.splitlines()[-1].startswith("error: ")
     result = runner.invoke(app, ["health", "--url", grpc_url, "-m", "nope", "--wait", "0.6"])
     assert result.exit_code == 1 and "models not ready: nope" in result.output
+
+
+def test_headers_and_token_from_one_environment_variable_each() -> None:
+    from triton_deploy.cli_options import connection
+
+    env = {"TDEPLOY_HEADERS": "x-a=1, authorization=Bearer overridden"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        options = connection(1.0, None, "t0k3n", False, None, None, None)
+        assert options["headers"] == {"x-a": "1", "authorization": "Bearer t0k3n"}
+        # given on the command line, -H replaces the environment's list
+        assert connection(1.0, ["x-b=2"], None, False, None, None, None)["headers"] == {"x-b": "2"}
+        patch.setenv("TDEPLOY_HEADERS", "no-equals")
+        with pytest.raises(Exception, match="TDEPLOY_HEADERS takes NAME=VALUE"):
+            connection(1.0, None, None, False, None, None, None)
+
+
+def test_every_command_fails_with_one_error_line() -> None:
+    """One error exit for every command: build, verify, infer, health, loadtest."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    cases = [
+        (["build", "--spec", "/no/such/models.yaml"], "/no/such/models.yaml"),
+        (
+            ["verify", "--url", nowhere, "--timeout", "0.5", "--model", "nope"],
+            "no golden case for ['nope']",
+        ),
+        (["verify", "--url", nowhere, "--timeout", "0.5", "--key", "/no/key.pem"], "--key"),
+        (["infer", "m", "--url", nowhere, "-i", "x"], "--input takes NAME=FILE.npy"),
+        (["health", "--url", nowhere, "-H", "bad header=1"], "not a valid gRPC metadata key"),
+        (["loadtest", "--shape", "wave"], "--shape must be one of constant, step, spike"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in one_line_error(result.output), (args, result.output)

@@ -18,6 +18,7 @@ from triton_deploy.clients import (
     RequestError,
     ServerError,
     ServerOverloaded,
+    TlsError,
     TransientError,
     Unauthenticated,
     Unavailable,
@@ -89,6 +90,15 @@ def test_raw_grpc_error_maps_to_the_same_class(code: grpc.StatusCode) -> None:
         ),
         ("failed to connect to all addresses", Unavailable),
         ("Socket closed", Unavailable),
+        # gRPC 1.6x-1.8x's words for failed TLS handshakes (observed with grpcio 1.85)
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls "
+            "handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+            "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer",
+            TlsError,
+        ),
+        ("Ssl handshake failed: SSL_ERROR_SSL: WRONG_VERSION_NUMBER", TlsError),
+        ("Peer name localhost2 is not in peer certificate", TlsError),
     ],
 )
 def test_triton_unavailable_messages(message: str, expected: type[ClientError]) -> None:
@@ -108,8 +118,27 @@ def test_model_without_loaded_version_is_transient() -> None:
 def test_retryability_follows_the_tree() -> None:
     assert issubclass(Unavailable, TransientError)
     assert issubclass(ServerOverloaded, TransientError)
-    for cls in (InvalidInput, ModelNotFound, DeadlineExceeded, PermissionDenied, ServerError):
+    for cls in (
+        InvalidInput,
+        ModelNotFound,
+        DeadlineExceeded,
+        PermissionDenied,
+        ServerError,
+        TlsError,
+    ):
         assert not issubclass(cls, TransientError)
+
+
+def test_tls_error_says_what_to_check() -> None:
+    error = from_status(grpc.StatusCode.UNAVAILABLE, "Tls handshake failed (TSI_PROTOCOL_FAILURE)")
+    assert "TLS handshake failed" in str(error) and "root_certificates (--ca)" in str(error)
+
+
+def test_plain_connection_closed_at_once_suggests_tls() -> None:
+    plain = from_status(grpc.StatusCode.UNAVAILABLE, "Socket closed", tls=False)
+    assert type(plain) is Unavailable and "ssl=True / --tls" in str(plain)
+    unknown = from_status(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+    assert "--tls" not in str(unknown)
 
 
 def test_message_too_large_is_not_retried() -> None:

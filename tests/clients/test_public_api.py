@@ -7,15 +7,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import triton_deploy.clients as clients
-from triton_deploy.clients import (
-    AsyncCtrClient,
-    AsyncDigitsClient,
-    AsyncInferenceClient,
-    CtrClient,
-    DigitsClient,
-    InferenceClient,
-)
+from triton_deploy.build.examples.ctr.client import AsyncCtrClient, CtrClient
+from triton_deploy.build.examples.digits.client import AsyncDigitsClient, DigitsClient
+from triton_deploy.clients import AsyncInferenceClient, InferenceClient
 from triton_deploy.errors import TritonDeployError
 
 HEAVY = (
@@ -72,15 +69,56 @@ def test_errors_are_rooted_at_the_project_error() -> None:
     assert issubclass(clients.ClientError, TritonDeployError)
 
 
-def test_import_is_light() -> None:
+FRAMEWORKS = HEAVY[:-2]  # the load-test payloads may use rich (through the loadtests package)
+
+
+@pytest.mark.parametrize(
+    ("module", "heavy"),
+    [
+        ("triton_deploy.clients", HEAVY),
+        ("triton_deploy.build.examples.digits.client", HEAVY),
+        ("triton_deploy.build.examples.ctr.client", HEAVY),
+        ("triton_deploy.build.examples.digits.payloads", FRAMEWORKS),
+        ("triton_deploy.build.examples.ctr.payloads", FRAMEWORKS),
+    ],
+)
+def test_import_is_light(module: str, heavy: tuple[str, ...]) -> None:
     code = (
         "import json, sys\n"
-        "import triton_deploy.clients\n"
-        f"heavy = {HEAVY!r}\n"
+        f"import {module}\n"
+        f"heavy = {heavy!r}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_nothing_without_opentelemetry_is_imported_for_tracing() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # as if not installed\n"
+        "from triton_deploy.clients import InferenceClient\n"
+        "c = InferenceClient('127.0.0.1:1')\n"
+        "print(c._headers(None), sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None ['opentelemetry']", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("DigitsClient", DigitsClient),
+        ("AsyncDigitsClient", AsyncDigitsClient),
+        ("CtrClient", CtrClient),
+        ("AsyncCtrClient", AsyncCtrClient),
+    ],
+)
+def test_example_clients_moved_with_a_deprecation(name: str, home: type) -> None:
+    with pytest.warns(DeprecationWarning, match=f"moved to {home.__module__}"):
+        assert getattr(clients, name) is home
+    with pytest.raises(AttributeError):
+        clients.NoSuchThing  # noqa: B018
 
 
 def _public_methods(cls: type) -> dict[str, inspect.Signature]:

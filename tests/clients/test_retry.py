@@ -1,22 +1,32 @@
-"""Backoff math and the retry decision, without a server."""
+"""Backoff math, the retry decision and the retry budget; and what retries cost a server that
+is down (no tritonserver needed: nothing listens, or a proxy to nothing)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
+from clienttools import TcpProxy
 
 from triton_deploy.clients import (
+    AsyncInferenceClient,
     DeadlineExceeded,
+    InferenceClient,
     InvalidInput,
     ModelNotFound,
+    RetryBudget,
     RetryPolicy,
     ServerOverloaded,
     Unavailable,
     UsageError,
 )
 from triton_deploy.clients._retry import Deadline
+from triton_deploy.runtime.server import free_port
 
 
 def test_backoff_ceiling_grows_exponentially_up_to_the_cap() -> None:
@@ -74,11 +84,141 @@ def test_deadline_runs_out() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_attempts": 0}, {"multiplier": 0.5}, {"initial_backoff_s": -1}]
+    "kwargs",
+    [
+        {"max_attempts": 0},
+        {"max_attempts": 2.5},
+        {"multiplier": 0.5},
+        {"initial_backoff_s": -1},
+        {"initial_backoff_s": 0},  # accepted before: 574 attempts in 2 s against a down server
+        {"initial_backoff_s": 2.0, "max_backoff_s": 1.0},
+        {"max_backoff_s": float("inf")},
+        {"initial_backoff_s": "fast"},
+    ],
+    ids=repr,
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(UsageError):
         RetryPolicy(**kwargs)
+
+
+def test_by_default_retries_are_bounded_by_the_deadline_not_a_count() -> None:
+    policy = RetryPolicy()
+    assert policy.max_attempts is None
+    assert policy.next_delay(Unavailable("down"), 50, Deadline(100.0)) is not None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_is_a_token_bucket() -> None:
+    clock = Clock()
+    budget = RetryBudget(max_tokens=3, token_ratio=0.5, refill_per_s=1.0, clock=clock)
+    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]  # the burst
+    budget.record_answer()  # +0.5
+    assert not budget.try_spend()
+    budget.record_answer()  # +0.5: one whole token
+    assert budget.try_spend() and not budget.try_spend()
+    clock.now += 2.0  # +2 tokens over two seconds
+    assert budget.try_spend() and budget.try_spend() and not budget.try_spend()
+    clock.now += 100.0  # never more than max_tokens
+    assert budget.tokens == 3
+    unlimited = RetryBudget.unlimited()
+    assert all(unlimited.try_spend() for _ in range(10_000))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_tokens": 0}, {"token_ratio": 2}, {"refill_per_s": -1}, {"max_tokens": "x"}]
+)
+def test_budget_rejects_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(UsageError):
+        RetryBudget(**kwargs)
+
+
+def failed_attempts(caplog: pytest.LogCaptureFixture) -> int:
+    """Each failed attempt logs one WARNING (a retry, or the final failure)."""
+    return sum(
+        1
+        for r in caplog.records
+        if r.name == "triton_deploy.clients" and r.levelno == logging.WARNING
+    )
+
+
+IMAGES = np.zeros((1, 8, 8), np.uint8)
+
+
+def test_a_lone_call_retries_while_its_deadline_allows(caplog: pytest.LogCaptureFixture) -> None:
+    """It gave up after 5 attempts (~0.4 s) although its 2 s deadline had time left; and each
+    attempt opened a new connection."""
+    caplog.set_level(logging.WARNING, logger="triton_deploy.clients")
+    proxy = TcpProxy({"down": ("127.0.0.1", free_port())}, active="down")  # to nothing
+    try:
+        with InferenceClient(proxy.url, timeout=2.0) as client:
+            started = time.monotonic()
+            with pytest.raises(Unavailable) as info:
+                client.is_server_live()
+            elapsed = time.monotonic() - started
+            # It stops only when the next backoff (at most max_backoff_s = 1 s) would pass the
+            # deadline: more than 1 s after the start.
+            assert elapsed > 2.0 - 1.0, elapsed
+            assert failed_attempts(caplog) >= 5
+            assert not info.value.retry_budget_spent
+            assert client.channels_opened == 1  # one channel for every attempt
+        # gRPC reconnects that one channel with its own backoff (0.1 s doubling, at most 2 s)
+        assert len(proxy.connections) <= 8, len(proxy.connections)
+    finally:
+        proxy.close()
+    assert "failed after" in caplog.records[-1].getMessage()
+
+
+def test_the_budget_bounds_retries_of_many_concurrent_calls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """50 concurrent calls against a server that is down made 250 attempts over 82 new
+    connections; the budget now allows its burst plus its steady refill, whatever the number
+    of calls, and the calls share one channel."""
+    caplog.set_level(logging.WARNING, logger="triton_deploy.clients")
+    budget = RetryBudget(max_tokens=10, token_ratio=0.1, refill_per_s=2.0)
+    proxy = TcpProxy({"down": ("127.0.0.1", free_port())}, active="down")
+    try:
+        with InferenceClient(proxy.url, timeout=2.0, retry_budget=budget) as client:
+            started = time.monotonic()
+            with ThreadPoolExecutor(50) as pool:
+                futures = [pool.submit(client.is_server_live) for _ in range(50)]
+                errors = [f.exception() for f in futures]
+            elapsed = time.monotonic() - started
+            assert all(isinstance(e, Unavailable) for e in errors), errors[:3]
+            retries = failed_attempts(caplog) - 50
+            assert 10 <= retries <= 10 + 2.0 * elapsed + 1, (retries, elapsed)
+            assert sum(bool(getattr(e, "retry_budget_spent", False)) for e in errors) >= 30
+            assert "retry budget is spent" in str(next(e for e in errors if e.retry_budget_spent))
+            assert client.channels_opened == 1
+        assert len(proxy.connections) <= 8, len(proxy.connections)
+    finally:
+        proxy.close()
+
+
+def test_async_twin_shares_the_budget(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="triton_deploy.clients")
+    budget = RetryBudget(max_tokens=4, token_ratio=0.1, refill_per_s=0.0)
+
+    async def run() -> list[BaseException]:
+        url = f"127.0.0.1:{free_port()}"
+        async with AsyncInferenceClient(url, timeout=1.0, retry_budget=budget) as client:
+            results = await asyncio.gather(
+                *(client.is_server_live() for _ in range(20)), return_exceptions=True
+            )
+            assert client.channels_opened == 1
+        return [r for r in results if isinstance(r, BaseException)]
+
+    errors = asyncio.run(run())
+    assert len(errors) == 20 and all(isinstance(e, Unavailable) for e in errors)
+    assert failed_attempts(caplog) == 20 + 4  # the burst of 4 retries, nothing more
 
 
 def test_timeout_must_be_positive() -> None:

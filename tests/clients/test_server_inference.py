@@ -13,18 +13,15 @@ import tritonclient.grpc as grpcclient
 from clienttools import TcpProxy, digit_images, impressions
 from tritonclient.utils import InferenceServerException
 
+from triton_deploy.build.examples.ctr.client import AsyncCtrClient, CtrClient
+from triton_deploy.build.examples.digits.client import AsyncDigitsClient, DigitsClient, Prediction
 from triton_deploy.clients import (
-    AsyncCtrClient,
-    AsyncDigitsClient,
     AsyncInferenceClient,
-    CtrClient,
     DeadlineExceeded,
-    DigitsClient,
     InferenceClient,
     InvalidInput,
     ModelNotFound,
     NotReady,
-    Prediction,
     RetryPolicy,
     Unavailable,
     arrays_from_records,
@@ -123,7 +120,7 @@ def test_health_and_wait_until_ready(client: InferenceClient) -> None:
     started = time.monotonic()
     with pytest.raises(NotReady, match="models not ready: no_such_model") as info:
         client.wait_until_ready(models=["digits", "no_such_model"], timeout=1.0, poll_interval=0.2)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started >= 1.0 - 0.2  # it waited (up to the last poll)
     assert info.value.report.not_ready() == ["no_such_model"]
 
 
@@ -195,27 +192,24 @@ def test_client_side_validation_sends_nothing(client: InferenceClient) -> None:
 def test_deadline_exceeded_on_a_slow_link(proxy: TcpProxy) -> None:
     with InferenceClient(proxy.url, timeout=10) as client:
         client.model_schema("digits")  # metadata cached before the link slows down
-        proxy.delay_s = 0.6
+        proxy.delay_s = 5.0
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded) as info:
             client.infer("digits", IMAGES=digit_images(2), timeout=0.3)
         elapsed = time.monotonic() - started
+        proxy.delay_s = 0.0
     assert info.value.status == "DEADLINE_EXCEEDED" and "0.3 s" in str(info.value)
-    assert 0.25 < elapsed < 0.6  # the deadline, not the link, decided
+    assert 0.3 <= elapsed < 5.0, elapsed  # the deadline, not the (far slower) link, decided
 
 
 def test_server_down_is_unavailable() -> None:
     url = f"127.0.0.1:{free_port()}"  # nothing listens there
     with InferenceClient(url, retry=RetryPolicy.none()) as client, pytest.raises(Unavailable):
         client.infer("digits", IMAGES=digit_images(1))
-    with InferenceClient(url, timeout=1.5) as client:
-        started = time.monotonic()
-        with pytest.raises(Unavailable) as info:
-            client.is_server_live()
-        elapsed = time.monotonic() - started
+    with InferenceClient(url, timeout=1.5) as client, pytest.raises(Unavailable) as info:
+        client.is_server_live()
     assert info.value.status == "UNAVAILABLE" and "tdeploy health" in str(info.value)
-    assert elapsed < 2.0  # retried, but within the deadline
-    assert client.channels_opened > 1  # each UNAVAILABLE reconnected on a new channel
+    assert client.channels_opened == 1  # every attempt on the one channel (see test_retry.py)
     report = InferenceClient(url, timeout=0.5).health(["digits"])
     assert not report.ok and report.error and report.models == {"digits": False}
 
@@ -244,10 +238,25 @@ def test_infer_many_keeps_order_and_chunks(client: InferenceClient) -> None:
     np.testing.assert_allclose(probs[590:], CtrClient(client).predict(records[590:]), rtol=1e-6)
 
 
-def test_infer_many_stops_at_the_first_error(client: InferenceClient) -> None:
-    records = impressions(300)
-    records[290] = {**records[290], "country": ""}  # second chunk
-    with pytest.raises(InvalidInput, match="country"):
+def test_infer_many_stops_at_the_first_error_and_names_the_row_of_the_batch(
+    client: InferenceClient,
+) -> None:
+    records = impressions(700)
+    records[300] = {**records[300], "country": ""}  # row 300: the second of ten chunks of 70
+    arrays = arrays_from_records(client.model_schema("ctr"), records)
+    before = request_count(client.url, "ctr"), request_count(client.url, "ctr", "fail")
+    with pytest.raises(InvalidInput) as info:
+        client.infer_many("ctr", arrays, chunk_size=70, max_concurrency=1)
+    ok = request_count(client.url, "ctr") - before[0]
+    failed = request_count(client.url, "ctr", "fail") - before[1]
+    # chunks 0-3 succeeded, chunk 4 (rows 280..349) failed, chunks 5-9 were never sent
+    assert ok == 4 and failed >= 1, (ok, failed)
+    message = str(info.value)
+    assert "input 'country' row 300: empty category" in message, message  # not "row 20"
+    assert "rows 280..349 of 700" in message and info.value.rows == (280, 350)
+    assert info.value.server_message is not None and "row 20:" in info.value.server_message
+    # the example client on top of it says the same
+    with pytest.raises(InvalidInput, match="input 'country' row 300: empty category"):
         CtrClient(client).predict(records)
 
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from triton_deploy.cli_loadtest import loadtest
+from triton_deploy.cli import app
 from triton_deploy.loadtests import LOCUSTFILE
 
 BAD_SLO = "models:\n  digits: {p95_ms: 20, p99_ms: -1}\n"
 
-app = typer.Typer()
-app.command()(loadtest)
 runner = CliRunner()
 
 
@@ -63,7 +62,9 @@ def one_line_error(output: str) -> str:
 def test_cli_checks_the_slo_file_before_starting_a_server(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_SLO)
-    result = runner.invoke(app, ["--slo", str(bad), "--repository", str(tmp_path / "none")])
+    result = runner.invoke(
+        app, ["loadtest", "--slo", str(bad), "--repository", str(tmp_path / "none")]
+    )
     assert result.exit_code == 1, result.output
     line = one_line_error(result.output)
     assert str(bad) in line and "models.digits.p99_ms" in line and "greater than 0" in line
@@ -80,6 +81,47 @@ def test_cli_checks_the_slo_file_before_starting_a_server(tmp_path: Path) -> Non
     ],
 )
 def test_cli_refuses_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
-    result = runner.invoke(app, [*args, "--repository", str(tmp_path / "none")])
+    result = runner.invoke(app, ["loadtest", *args, "--repository", str(tmp_path / "none")])
     assert result.exit_code == 1, result.output
     assert message in one_line_error(result.output)
+
+
+def test_without_locust_loadtest_is_listed_and_says_what_to_install() -> None:
+    """It used to vanish from `tdeploy --help` on any ImportError."""
+    code = (
+        "import sys\n"
+        "sys.modules['locust'] = None  # as if the loadtest extra were not installed\n"
+        "from triton_deploy.cli import main\n"
+        "sys.argv = ['tdeploy', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    listed = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0 and " loadtest " in listed.stdout, listed.stdout
+    done = subprocess.run(
+        [sys.executable, "-c", code, "loadtest"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        "error: tdeploy loadtest needs the loadtest extra: pip install 'triton-deploy[loadtest]'"
+    ), done.stderr
+
+
+def test_the_bearer_token_and_headers_reach_every_users_client() -> None:
+    """--grpc-token / TDEPLOY_TOKEN and --grpc-header become the users' client metadata (run in
+    a child: importing the user module monkey-patches the process for gevent)."""
+    code = (
+        "import locust, json, types\n"
+        "from triton_deploy.loadtests.grpc_user import client_options\n"
+        "options = types.SimpleNamespace(grpc_token='s3cret', grpc_header='X-Team=ads,b=2',\n"
+        "    grpc_timeout=2.5, grpc_tls=True, grpc_ca='', grpc_cert='', grpc_key='')\n"
+        "print(json.dumps(client_options(options)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    options = json.loads(done.stdout.strip().splitlines()[-1])
+    assert options["headers"] == {"x-team": "ads", "b": "2", "authorization": "Bearer s3cret"}
+    assert options["timeout"] == 2.5 and options["ssl"] is True
+    assert options["root_certificates"] is None

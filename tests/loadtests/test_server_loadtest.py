@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tlstools import make_tls_files
 
 from triton_deploy.loadtests import EXIT_SLO_VIOLATED, LOCUSTFILE, run_loadtest
 from triton_deploy.runtime.server import TritonServer, free_port
@@ -184,27 +184,57 @@ def test_distributed_run_one_master_one_worker(triton_server: TritonServer, tmp_
     assert "Traceback" not in worker_output and "ERROR" not in worker_output, worker_output
 
 
+GOLDEN_MIX = """\
+think_time_s: [0.0, 0.02]
+workloads:
+  any_model:
+    golden: ctr_xgb
+    options: {batch_size: [1, 16]}
+"""
+GOLDEN_SLO = """\
+models:
+  ctr_xgb: {p99_ms: %s, max_error_ratio: 0.01}
+"""
+
+
+@pytest.mark.parametrize(("p99_ms", "exit_code"), [("10000", 0), ("0.001", EXIT_SLO_VIOLATED)])
+def test_tdeploy_loadtest_drives_any_model_from_its_golden_cases(
+    triton_server: TritonServer,
+    model_repository: Path,
+    tmp_path: Path,
+    p99_ms: str,
+    exit_code: int,
+) -> None:
+    """The CLI's exit code is the verdict (0 met, 3 violated), for a model the load test
+    knows nothing about: rows of the golden cases its build kept."""
+    from typer.testing import CliRunner
+
+    from triton_deploy.cli import app
+
+    (tmp_path / "mix.yaml").write_text(GOLDEN_MIX)
+    (tmp_path / "slo.yaml").write_text(GOLDEN_SLO % p99_ms)
+    result = CliRunner().invoke(
+        app,
+        ["loadtest", "--host", triton_server.grpc_url, "--env", "golden",
+         "--mix", str(tmp_path / "mix.yaml"), "--slo", str(tmp_path / "slo.yaml"),
+         "--repository", str(model_repository), "-u", "3", "-r", "3", "-t", "4s",
+         "--reports", str(tmp_path / "reports")],
+    )  # fmt: skip
+    assert result.exit_code == exit_code, result.output
+    rows = stats_rows(tmp_path / "reports" / "golden")
+    assert set(rows) == {"ctr_xgb", "Aggregated"}, rows.keys()
+    assert int(rows["ctr_xgb"]["Request Count"]) > 0
+    assert int(rows["ctr_xgb"]["Failure Count"]) == 0
+
+
 @pytest.fixture(scope="module")
 def tls_server(
     model_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TritonServer, dict[str, Path]]]:
     """A server that wants mutual TLS, and a header on inference calls (Triton's restricted
     protocols: it expects ``triton-grpc-protocol-<key>: <value>``)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make test certificates")
-    d = tmp_path_factory.mktemp("tls")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=tdeploy-loadtest-ca", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.crt")  # fmt: skip
+    tls = make_tls_files(tmp_path_factory.mktemp("tls"))
+    d = tls["ca_crt"].parent
     files = {"ca": d / "ca.crt", "cert": d / "client.crt", "key": d / "client.key"}
     args = [
         "--grpc-use-ssl-mutual=true",

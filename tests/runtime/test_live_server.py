@@ -72,7 +72,7 @@ def test_verify_every_model_against_its_source_framework(
 
 
 def test_ensembles_answer_with_sensible_values(client: grpcclient.InferenceServerClient) -> None:
-    from triton_deploy.build.recipes.digits import load_splits
+    from triton_deploy.build.examples.digits.recipe import load_splits
 
     splits = load_splits(seed=20261122)
     result = client.infer("digits", [_tensor("IMAGES", splits.test_images[:64])])
@@ -178,11 +178,25 @@ def test_bad_input_is_a_clear_invalid_argument_and_the_server_keeps_serving(
 
 
 def test_nan_is_a_missing_value_for_fil_as_in_the_native_backend(
-    client: grpcclient.InferenceServerClient,
+    client: grpcclient.InferenceServerClient, model_repository: Path
 ) -> None:
-    features = np.full((2, 46), np.nan, np.float32)
+    """NaN means "missing" (XGBoost's default path at each split), as in the native FIL
+    backend: the served probabilities equal xgboost's own for the same rows. (Checking only
+    that outputs are finite would pass a backend that replaced NaN by 0.)"""
+    import xgboost
+
+    rng = np.random.default_rng(3)
+    features = rng.random((64, 46)).astype(np.float32) * 10
+    features[rng.random(features.shape) < 0.3] = np.nan  # 30 % missing, scattered
+    features[0] = np.nan  # one row with nothing known
+    booster = xgboost.Booster()
+    booster.load_model(str(model_repository / "ctr_xgb" / "1" / "xgboost.json"))
+    expected = booster.inplace_predict(features, missing=np.nan, validate_features=False)
     result = client.infer("ctr_xgb", [_tensor("input__0", features)])
-    assert np.all(np.isfinite(result.as_numpy("output__0")))
+    served = result.as_numpy("output__0")[:, 0]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7)
+    zeros = booster.inplace_predict(np.nan_to_num(features), validate_features=False)
+    assert np.abs(served - zeros).max() > 1e-3  # NaN is not treated as 0
 
 
 def test_one_bad_request_in_a_dynamic_batch_fails_alone(
@@ -208,19 +222,65 @@ def test_unknown_model_is_not_found(client: grpcclient.InferenceServerClient) ->
     assert err.value.status() == "StatusCode.NOT_FOUND"
 
 
-def test_dynamic_batching_forms_batches(client: grpcclient.InferenceServerClient) -> None:
-    before = client.get_inference_statistics("ctr_xgb").model_stats[0]
-    with ThreadPoolExecutor(32) as pool:
-        list(
-            pool.map(
-                lambda _: client.infer(
-                    "ctr_xgb", [_tensor("input__0", np.zeros((1, 46), np.float32))]
-                ),
-                range(256),
+def test_dynamic_batching_forms_batches(triton_server: TritonServer) -> None:
+    """256 single-row requests sent at once run as a few batched executions (not 255)."""
+    import asyncio
+
+    import tritonclient.grpc.aio as aioclient
+
+    async def burst() -> tuple[int, int, dict[int, int]]:
+        async with aioclient.InferenceServerClient(triton_server.grpc_url) as aclient:
+            before = (await aclient.get_inference_statistics("ctr_xgb")).model_stats[0]
+            await asyncio.gather(
+                *(
+                    aclient.infer("ctr_xgb", [_tensor("input__0", np.zeros((1, 46), np.float32))])
+                    for _ in range(256)
+                )
             )
+            after = (await aclient.get_inference_statistics("ctr_xgb")).model_stats[0]
+        sizes = {s.batch_size: s.compute_infer.count for s in after.batch_stats}
+        for s in before.batch_stats:
+            sizes[s.batch_size] -= s.compute_infer.count
+        return (
+            after.inference_count - before.inference_count,
+            after.execution_count - before.execution_count,
+            {size: n for size, n in sizes.items() if n},
         )
-    after = client.get_inference_statistics("ctr_xgb").model_stats[0]
-    requests = after.inference_count - before.inference_count
-    executions = after.execution_count - before.execution_count
+
+    requests, executions, sizes = asyncio.run(burst())
     assert requests == 256
-    assert executions < requests  # several requests ran as one batch
+    assert sum(size * n for size, n in sizes.items()) == 256  # every row ran in some batch
+    assert sum(sizes.values()) == executions
+    # batches of several requests carried most of the rows (one request per execution would
+    # give 256 executions of size 1)
+    assert executions <= 256 // 4, sizes
+    assert max(sizes) >= 8, sizes
+
+
+def test_served_outputs_are_deterministic_whatever_the_batch(
+    client: grpcclient.InferenceServerClient, model_repository: Path
+) -> None:
+    """Every served model gives bit-identical outputs for the same rows, alone or inside a
+    bigger batch, call after call (golden inputs of each model, as the build kept them)."""
+    from triton_deploy.build.golden import load_golden_cases
+
+    cases = load_golden_cases(model_repository)
+    served = [name for name in cases if client.is_model_ready(name)]
+    assert {"digits", "digits_cnn", "ctr", "ctr_xgb"} <= set(served)
+    for name in served:
+        inputs = {k: v[:8] for k, v in cases[name].inputs.items()}
+        outputs = list(cases[name].expected)
+
+        def run(
+            rows: dict[str, np.ndarray], model: str = name, names: list[str] = outputs
+        ) -> dict[str, np.ndarray]:
+            result = client.infer(model, [_tensor(k, v) for k, v in rows.items()])
+            return {o: result.as_numpy(o) for o in names}
+
+        whole = run(inputs)
+        again = run(inputs)
+        alone = [run({k: v[i : i + 1] for k, v in inputs.items()}) for i in (0, 5)]
+        for output in outputs:
+            np.testing.assert_array_equal(whole[output], again[output], err_msg=name)
+            np.testing.assert_array_equal(whole[output][[0]], alone[0][output], err_msg=name)
+            np.testing.assert_array_equal(whole[output][[5]], alone[1][output], err_msg=name)

@@ -22,6 +22,8 @@ __all__ = ["PYTHON_BASED_BACKENDS", "TritonInstallation", "prepare_backend_direc
 
 #: Backends that run here as Python-based backends (``<backend-dir>/<name>/model.py``).
 PYTHON_BASED_BACKENDS = ("onnxruntime", "fil")
+#: Pure-numpy helper modules copied beside each Python-based backend's model.py.
+BACKEND_HELPERS = ("tdeploy_batching.py", "tdeploy_xgboost.py")
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,6 @@ def prepare_backend_directory(destination: Path, installation: TritonInstallatio
         target.mkdir(exist_ok=True)
         source = package.joinpath(f"{name}_backend.py")
         (target / "model.py").write_bytes(source.read_bytes())
-        (target / "tdeploy_batching.py").write_bytes(
-            package.joinpath("tdeploy_batching.py").read_bytes()
-        )
+        for helper in BACKEND_HELPERS:
+            (target / helper).write_bytes(package.joinpath(helper).read_bytes())
     return destination

@@ -17,6 +17,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tdeploy_batching import execute_batched, input_shapes, string_parameters
+from tdeploy_xgboost import fast_predictor
 
 DEFAULT_FILENAMES = {
     "xgboost": "xgboost.model",
@@ -46,7 +47,11 @@ def load_booster(model_type, path, nthread):
         booster = xgboost.Booster()
         booster.load_model(path)
         booster.set_param({"nthread": nthread})
-        return lambda x: booster.inplace_predict(x, validate_features=False)
+        objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+        if objective == "multi:softmax":
+            # FIL reads a softmax model's class scores; XGBoost would give class indices.
+            booster.set_param({"objective": "multi:softprob"})
+        return fast_predictor(booster)
     if model_type == "lightgbm":
         import lightgbm
 
@@ -117,7 +122,7 @@ class TritonPythonModel:
                 if self.predict_proba
                 else np.argmax(values, axis=1).astype(np.float32).reshape(rows, 1)
             )
-        return {"output__0": out.reshape(rows, self.output_width).astype(np.float32)}
+        return {"output__0": out.reshape(rows, self.output_width)}
 
     def execute(self, requests):
         return execute_batched(

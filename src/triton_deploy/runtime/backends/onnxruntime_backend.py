@@ -74,6 +74,7 @@ class TritonPythonModel:
             tensor["name"]: pb_utils.triton_string_to_numpy(tensor["data_type"])
             for tensor in config["output"]
         }
+        self.output_names = list(self.outputs)
         session_inputs = {i.name for i in self.session.get_inputs()}
         session_outputs = {o.name for o in self.session.get_outputs()}
         for name in self.input_names:
@@ -90,8 +91,8 @@ class TritonPythonModel:
                 )
 
     def _run(self, batch):
-        values = self.session.run(list(self.outputs), batch)
-        return dict(zip(self.outputs, values, strict=True))
+        values = self.session.run(self.output_names, batch)
+        return dict(zip(self.output_names, values, strict=True))
 
     def execute(self, requests):
         return execute_batched(

@@ -8,6 +8,8 @@ reach the framework as one batch; these helpers concatenate them and split the r
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -29,8 +31,10 @@ def gather(
 
 
 def split(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
-    """Split batched outputs back into one dict per request, in request order."""
-    bounds = np.cumsum([0, *sizes])
+    """Split batched outputs back into one dict per request, in request order (views)."""
+    if len(sizes) == 1:
+        return [outputs]
+    bounds = [0, *itertools.accumulate(sizes)]
     return [
         {name: value[bounds[i] : bounds[i + 1]] for name, value in outputs.items()}
         for i in range(len(sizes))
@@ -98,6 +102,55 @@ def _ok(pb_utils, result, output_specs):
     return pb_utils.InferenceResponse(output_tensors=tensors)
 
 
+def _request_arrays(request, input_names):
+    """The named inputs of one request as numpy arrays, or an error message.
+
+    One pass over ``request.inputs()``: ``pb_utils.get_input_tensor_by_name`` scans every
+    input of the request for each name it is asked for.
+    """
+    tensors = {tensor.name(): tensor for tensor in request.inputs()}
+    arrays = {}
+    for name in input_names:
+        tensor = tensors.get(name)
+        if tensor is None:
+            return None, f"input tensor '{name}' is missing"
+        arrays[name] = tensor.as_numpy()
+    if arrays and arrays[input_names[0]].shape[0] == 0:
+        return None, f"input tensor '{input_names[0]}' has an empty batch (0 rows)"
+    return arrays, None
+
+
+def _responses(pb_utils, outputs, sizes, output_specs):
+    """One response per request: each output converted once for the whole batch, then sliced.
+
+    Slices of a C-contiguous batch along axis 0 are contiguous views, so no request pays for a
+    conversion or a copy of its own before the backend copies its tensors out.
+    """
+    whole = {
+        name: np.ascontiguousarray(outputs[name], dtype=dtype)
+        for name, dtype in output_specs.items()
+    }
+    if len(sizes) == 1:
+        return [
+            pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(name, value) for name, value in whole.items()]
+            )
+        ]
+    responses = []
+    start = 0
+    for size in sizes:
+        end = start + size
+        responses.append(
+            pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor(name, value[start:end]) for name, value in whole.items()
+                ]
+            )
+        )
+        start = end
+    return responses
+
+
 def _invalid(pb_utils, message):
     error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
     return pb_utils.InferenceResponse(error=error)
@@ -114,20 +167,13 @@ def execute_batched(pb_utils, requests, input_names, output_specs, run, expected
     responses = [None] * len(requests)
     good, arrays = [], []
     for index, request in enumerate(requests):
-        tensors = {}
-        for name in input_names:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                responses[index] = _invalid(pb_utils, f"input tensor '{name}' is missing")
-                break
-            tensors[name] = tensor.as_numpy()
+        tensors, problem = _request_arrays(request, input_names)
+        if problem is not None:
+            responses[index] = _invalid(pb_utils, problem)
         else:
             problem = check_inputs(tensors, expected) if expected is not None else None
             if problem is not None:
                 responses[index] = _invalid(pb_utils, problem)
-            elif tensors and tensors[input_names[0]].shape[0] == 0:
-                message = f"input tensor '{input_names[0]}' has an empty batch (0 rows)"
-                responses[index] = _invalid(pb_utils, message)
             else:
                 good.append(index)
                 arrays.append(tensors)
@@ -136,8 +182,10 @@ def execute_batched(pb_utils, requests, input_names, output_specs, run, expected
     try:
         batch, sizes = gather(arrays, input_names)
         outputs = run(batch)
-        for index, result in zip(good, split(outputs, sizes), strict=True):
-            responses[index] = _ok(pb_utils, result, output_specs)
+        for index, response in zip(
+            good, _responses(pb_utils, outputs, sizes, output_specs), strict=True
+        ):
+            responses[index] = response
     except RequestError as exc:
         if len(good) == 1:
             responses[good[0]] = _invalid(pb_utils, str(exc))

@@ -1,0 +1,472 @@
+"""Artifacts: a model file read into what the build needs, whatever trained it.
+
+``read_artifact`` turns a file of any supported format into one typed ``Artifact``: its format
+and path, its input and output tensors (names, dtypes, shapes with -1 for a symbolic dim; the
+first dim is the batch axis when the model batches), and ``reference``, a function that runs the
+file with its own framework in-process (onnxruntime, torch, xgboost, lightgbm). Tensors come
+from the file: ONNX graph inputs/outputs, the torch.export graph signature and example shapes,
+the tree model's feature and class counts. Declared ``inputs:``/``outputs:`` in the spec
+override them and are checked against the file; a mismatch names both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from triton_deploy.build.fil import FilPlan, TreeModel, fil_output, plan_fil, read_tree_model
+from triton_deploy.build.formats import Format
+from triton_deploy.build.spec import FilOptions, ModelSpec, TensorSpec
+from triton_deploy.errors import ArtifactError
+
+__all__ = [
+    "TARGET_MAX_OPSET",
+    "Artifact",
+    "Reference",
+    "Tensor",
+    "config_tensors",
+    "numpy_dtype",
+    "onnx_session",
+    "read_artifact",
+    "run_onnx",
+]
+
+Reference = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+#: Triton 24.10's onnxruntime (1.19) runs ONNX opsets up to 21.
+TARGET_MAX_OPSET = 21
+
+_NUMPY = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+
+def numpy_dtype(dtype: str) -> Any:
+    return _NUMPY[dtype]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A model tensor with its full shape as the model sees it (-1: symbolic)."""
+
+    name: str
+    dtype: str  # a Triton data type without TYPE_ (FP32, INT64, BYTES, ...)
+    shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        return f"{self.name} {self.dtype} {list(self.shape)}"
+
+
+@dataclass
+class Artifact:
+    """A model file, its tensors and its own framework as the reference."""
+
+    format: Format | None  # None for Python models (a .py file, not a model format)
+    path: Path
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    reference: Reference | None
+    # Details that later steps need: the tree model and its FIL plan, the ONNX opset, ...
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tree(self) -> TreeModel:
+        return self.info["tree"]
+
+    @property
+    def fil(self) -> FilPlan:
+        return self.info["fil"]
+
+
+@contextlib.contextmanager
+def quiet_frameworks() -> Iterator[None]:
+    """Silence exporters' and loaders' chatter (warnings, prints, INFO logs)."""
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+# -- tensors: the file's, reconciled with the spec's ----------------------------------------------
+def _declared_shape(spec: TensorSpec, batching: bool) -> tuple[int, ...]:
+    dims = tuple(spec.reshape if spec.reshape is not None else spec.dims)
+    return (-1, *dims) if batching else dims
+
+
+def _merge_shape(
+    path: Path, kind: str, found: Tensor, declared: TensorSpec, batching: bool
+) -> Tensor:
+    shape = _declared_shape(declared, batching)
+    if found.dtype != declared.dtype:
+        raise ArtifactError(
+            f"{path}: {kind} '{declared.name}' is declared {declared.dtype} but the file has "
+            f"{found.describe()}"
+        )
+    if len(shape) != len(found.shape):
+        raise ArtifactError(
+            f"{path}: {kind} '{declared.name}' is declared with shape {list(shape)} "
+            f"(dims {declared.dims}{' plus the batch axis' if batching else ''}) but the file "
+            f"has {found.describe()}"
+        )
+    merged = []
+    for index, (have, want) in enumerate(zip(found.shape, shape, strict=True)):
+        if have != -1 and want != -1 and have != want:
+            raise ArtifactError(
+                f"{path}: {kind} '{declared.name}' dim {index} is declared {want} but the file "
+                f"has {have} ({found.describe()})"
+            )
+        merged.append(want if index or not batching else have)
+    return Tensor(declared.name, declared.dtype, tuple(merged))
+
+
+def reconcile(
+    path: Path,
+    kind: str,
+    found: list[Tensor],
+    declared: list[TensorSpec],
+    *,
+    batching: bool,
+    positional: bool,
+) -> list[Tensor]:
+    """The file's tensors with the spec's declarations applied (checked against the file).
+
+    ONNX tensors are matched by name (the file's names are served); torch tensors by position
+    (the ONNX export gives them the declared names).
+    """
+    if not declared:
+        return found
+    if positional:
+        if len(declared) != len(found):
+            raise ArtifactError(
+                f"{path}: {len(declared)} {kind}s declared ({[d.name for d in declared]}) but "
+                f"the file has {len(found)} ({[t.describe() for t in found]})"
+            )
+        return [
+            _merge_shape(path, kind, t, d, batching) for t, d in zip(found, declared, strict=True)
+        ]
+    by_name = {t.name: t for t in found}
+    for d in declared:
+        if d.name not in by_name:
+            raise ArtifactError(
+                f"{path}: declared {kind} '{d.name}' is not in the file (its {kind}s: "
+                f"{[t.describe() for t in found]})"
+            )
+    overrides = {d.name: d for d in declared}
+    return [
+        _merge_shape(path, kind, t, overrides[t.name], batching) if t.name in overrides else t
+        for t in found
+    ]
+
+
+def check_batch_axis(path: Path, tensors: list[Tensor], max_batch_size: int) -> None:
+    if max_batch_size < 1:
+        return
+    for tensor in tensors:
+        if not tensor.shape or tensor.shape[0] != -1:
+            raise ArtifactError(
+                f"{path}: tensor {tensor.describe()} has a fixed first dim, but max_batch_size "
+                f"is {max_batch_size} (Triton batches along a dynamic first dim): re-export with "
+                "a dynamic batch axis (torch.export.Dim / dynamic_axes), or set "
+                "`max_batch_size: 0` to serve it unbatched"
+            )
+
+
+def config_tensors(tensors: list[Tensor], max_batch_size: int) -> list[TensorSpec]:
+    """Model tensors as config.pbtxt declares them (batch axis left out when batching)."""
+    specs = []
+    for t in tensors:
+        dims = list(t.shape[1:] if max_batch_size > 0 else t.shape)
+        if dims:
+            specs.append(TensorSpec(name=t.name, dtype=t.dtype, dims=dims))
+        else:  # only the batch axis: Triton wants dims [1] and the model's shape []
+            specs.append(TensorSpec(name=t.name, dtype=t.dtype, dims=[1], reshape=[]))
+    return specs
+
+
+def declared_tensors(specs: list[TensorSpec], max_batch_size: int) -> list[Tensor]:
+    return [Tensor(s.name, s.dtype, _declared_shape(s, max_batch_size > 0)) for s in specs]
+
+
+# -- ONNX --------------------------------------------------------------------------------------
+def _onnx_dtype(path: Path, name: str, elem_type: int) -> str:
+    import onnx
+
+    names: dict[int, str] = {
+        onnx.TensorProto.FLOAT: "FP32",
+        onnx.TensorProto.FLOAT16: "FP16",
+        onnx.TensorProto.DOUBLE: "FP64",
+        onnx.TensorProto.INT64: "INT64",
+        onnx.TensorProto.INT32: "INT32",
+        onnx.TensorProto.INT16: "INT16",
+        onnx.TensorProto.INT8: "INT8",
+        onnx.TensorProto.UINT8: "UINT8",
+        onnx.TensorProto.UINT16: "UINT16",
+        onnx.TensorProto.UINT32: "UINT32",
+        onnx.TensorProto.UINT64: "UINT64",
+        onnx.TensorProto.BOOL: "BOOL",
+        onnx.TensorProto.STRING: "BYTES",
+    }
+    if elem_type not in names:
+        type_name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "undefined"
+        raise ArtifactError(f"{path}: tensor '{name}' has element type {type_name}, unsupported")
+    return names[elem_type]
+
+
+def onnx_tensors(path: Path, graph: Any, kind: str) -> list[Tensor]:
+    """Graph inputs or outputs (initializers left out), -1 for every symbolic dim."""
+    initializers = {i.name for i in graph.graph.initializer}
+    tensors = []
+    for value in getattr(graph.graph, kind):
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        if not value.type.HasField("tensor_type"):
+            raise ArtifactError(f"{path}: {kind} '{value.name}' is not a tensor (sequence/map)")
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
+        tensors.append(
+            Tensor(value.name, _onnx_dtype(path, value.name, tensor_type.elem_type), shape)
+        )
+    return tensors
+
+
+def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a model file with onnxruntime in-process (CPU)."""
+    session = onnx_session(path)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def onnx_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        message = str(exc).split(" : ", 2)[-1].strip()
+        raise ArtifactError(
+            f"{path}: onnxruntime {ort.__version__} cannot load it: {message}"
+        ) from None
+
+
+def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
+    import onnx
+
+    try:
+        graph = onnx.load(str(path))
+    except Exception as exc:
+        raise ArtifactError(f"{path}: not a readable ONNX model ({exc}); truncated?") from None
+    try:
+        onnx.checker.check_model(graph, full_check=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{path}: fails onnx.checker: {first}") from None
+    opsets = {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")}
+    opset = max(opsets) if opsets else 0
+    if opset > TARGET_MAX_OPSET:
+        raise ArtifactError(
+            f"{path}: ONNX opset {opset} is newer than Triton 24.10's onnxruntime runs "
+            f"(opset <= {TARGET_MAX_OPSET}); re-export with opset_version={TARGET_MAX_OPSET} or lower"
+        )
+    session = onnx_session(path)  # also proves the pinned onnxruntime can load it
+    batching = model.max_batch_size > 0
+    inputs = reconcile(
+        path,
+        "input",
+        onnx_tensors(path, graph, "input"),
+        model.inputs,
+        batching=batching,
+        positional=False,
+    )
+    outputs = reconcile(
+        path,
+        "output",
+        onnx_tensors(path, graph, "output"),
+        model.outputs,
+        batching=batching,
+        positional=False,
+    )
+    names = [t.name for t in outputs]
+
+    def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = session.run(names, {t.name: feeds[t.name] for t in inputs})
+        return dict(zip(names, values, strict=True))
+
+    return Artifact(Format.ONNX, path, inputs, outputs, reference, {"opset": opset})
+
+
+# -- PyTorch -----------------------------------------------------------------------------------
+_TORCH_DTYPES = {
+    "float32": "FP32",
+    "float16": "FP16",
+    "float64": "FP64",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+}
+
+
+def _torch_dtype(path: Path, name: str, dtype: Any) -> str:
+    key = str(dtype).removeprefix("torch.")
+    if key not in _TORCH_DTYPES:
+        raise ArtifactError(f"{path}: tensor '{name}' has dtype {key}, unsupported by Triton")
+    return _TORCH_DTYPES[key]
+
+
+def _fake_shape(value: Any) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else -1 for d in value.shape)
+
+
+def _flatten(result: Any) -> list[Any]:
+    if isinstance(result, (tuple, list)):
+        return [item for part in result for item in _flatten(part)]
+    return [result]
+
+
+def _torch_reference(module: Any, inputs: list[Tensor], outputs: list[Tensor]) -> Reference:
+    import torch
+
+    def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in inputs]
+        with torch.no_grad():
+            values = _flatten(module(*args))
+        return {t.name: v.detach().numpy() for t, v in zip(outputs, values, strict=True)}
+
+    return reference
+
+
+def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
+    import torch
+
+    try:
+        with quiet_frameworks():
+            program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ArtifactError(f"{path}: torch.export.load fails: {exc}") from None
+    signature = program.graph_signature
+    nodes = {n.name: n for n in program.graph.nodes}
+    found_inputs = []
+    for name in signature.user_inputs:
+        value = nodes[name].meta.get("val")
+        if value is None or not hasattr(value, "shape"):
+            raise ArtifactError(f"{path}: input '{name}' is not a tensor")
+        found_inputs.append(Tensor(name, _torch_dtype(path, name, value.dtype), _fake_shape(value)))
+    output_node = next(n for n in program.graph.nodes if n.op == "output")
+    found_outputs = []
+    for name, node in zip(signature.user_outputs, _flatten(output_node.args[0]), strict=False):
+        value = getattr(node, "meta", {}).get("val")
+        if value is None or not hasattr(value, "shape"):
+            raise ArtifactError(f"{path}: output '{name}' is not a tensor")
+        found_outputs.append(
+            Tensor(str(name), _torch_dtype(path, str(name), value.dtype), _fake_shape(value))
+        )
+    batching = model.max_batch_size > 0
+    inputs = reconcile(
+        path, "input", found_inputs, model.inputs, batching=batching, positional=True
+    )
+    outputs = reconcile(
+        path, "output", found_outputs, model.outputs, batching=batching, positional=True
+    )
+    module = program.module()
+    return Artifact(
+        Format.TORCH_EXPORT,
+        path,
+        inputs,
+        outputs,
+        _torch_reference(module, inputs, outputs),
+        {"program": program},
+    )
+
+
+def _read_torchscript(path: Path, model: ModelSpec) -> Artifact:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:
+        raise ArtifactError(
+            f"{path}: torch.jit.load fails: {str(exc).strip().splitlines()[0]}"
+        ) from None
+    # TorchScript has no tensor metadata: the spec's declarations are the tensors.
+    inputs = declared_tensors(model.inputs, model.max_batch_size)
+    outputs = declared_tensors(model.outputs, model.max_batch_size)
+    return Artifact(
+        Format.TORCHSCRIPT,
+        path,
+        inputs,
+        outputs,
+        _torch_reference(module, inputs, outputs),
+        {"module": module},
+    )
+
+
+# -- trees -------------------------------------------------------------------------------------
+def _read_trees(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
+    tree = read_tree_model(path, fmt)
+    plan = plan_fil(tree, model.fil or FilOptions())
+    found_inputs = [Tensor("input__0", "FP32", (-1, tree.n_features))]
+    found_outputs = [Tensor("output__0", "FP32", (-1, plan.width))]
+    batching = model.max_batch_size > 0
+    if not batching:
+        raise ArtifactError(
+            f"{path}: FIL serves tree models with a batch dimension: set max_batch_size >= 1"
+        )
+    inputs = reconcile(path, "input", found_inputs, model.inputs, batching=True, positional=False)
+    outputs = reconcile(
+        path, "output", found_outputs, model.outputs, batching=True, positional=False
+    )
+
+    def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        features = np.asarray(feeds["input__0"], dtype=np.float32)
+        return {"output__0": fil_output(tree.predict(features), tree.task, plan)}
+
+    return Artifact(fmt, path, inputs, outputs, reference, {"tree": tree, "fil": plan})
+
+
+def read_artifact(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
+    """Read ``path`` (already identified as ``fmt``) for ``model``; see the module docstring."""
+    if fmt is Format.ONNX:
+        artifact = _read_onnx(path, model)
+    elif fmt is Format.TORCH_EXPORT:
+        artifact = _read_torch_export(path, model)
+    elif fmt is Format.TORCHSCRIPT:
+        artifact = _read_torchscript(path, model)
+    else:
+        artifact = _read_trees(path, fmt, model)
+    check_batch_axis(path, artifact.inputs + artifact.outputs, model.max_batch_size)
+    return artifact

@@ -1,0 +1,231 @@
+"""Converters: one small step per (source format -> served format), chained by ``plan_steps``.
+
+Each converter takes an ``Artifact``, writes what the backend loads into the model's version
+folder, and returns the next artifact (what it wrote, with the same reference function) and a
+``Served``: how to run the written file the way the serving backend will (onnxruntime on the
+exported ONNX; Treelite 4.3, FIL's own loader, on the tree file), for the parity check.
+
+    pt2 -> onnx, torchscript -> onnx, onnx -> onnx (copy), onnx -> tensorrt_plan,
+    xgboost_json|xgboost_ubj -> fil, lightgbm -> fil
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from triton_deploy.build.artifacts import Artifact, Reference, config_tensors, onnx_session
+from triton_deploy.build.fil import fil_output, treelite_predict, write_fil_model
+from triton_deploy.build.formats import Format
+from triton_deploy.build.spec import ModelSpec, TensorRTOptions
+from triton_deploy.errors import BuildError
+
+__all__ = ["CONVERTERS", "Converter", "Served", "StepContext", "plan_steps", "target_of"]
+
+#: backend -> the file format it serves
+_TARGETS = {"onnxruntime": "onnx", "tensorrt": "tensorrt_plan", "fil": "fil"}
+
+
+def target_of(backend: str) -> str:
+    return _TARGETS[backend]
+
+
+@dataclass
+class StepContext:
+    model: ModelSpec
+    version_dir: Path
+    # (model, version, trtexec args) for build_plans.sh
+    plans: list[tuple[str, int, list[str]]] = field(default_factory=list)
+
+
+@dataclass
+class Served:
+    """What a conversion wrote, as the backend will run it (None: cannot run here)."""
+
+    runner: Reference | None
+    parameters: dict[str, str] = field(default_factory=dict)
+    detail: str = ""
+    skipped: str | None = None  # why the written file cannot be checked here
+
+
+class Converter(ABC):
+    name: ClassVar[str]
+    source: ClassVar[tuple[Format, ...]]
+    target: ClassVar[str]
+
+    @abstractmethod
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]: ...
+
+
+def _onnx_runner(path: Path) -> Reference:
+    session = onnx_session(path)
+    names = [o.name for o in session.get_outputs()]
+    inputs = [i.name for i in session.get_inputs()]
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {n: feeds[n] for n in inputs}), strict=True))
+
+    return run
+
+
+def _onnx_artifact(artifact: Artifact, path: Path) -> Artifact:
+    return Artifact(Format.ONNX, path, artifact.inputs, artifact.outputs, artifact.reference)
+
+
+class CopyOnnx(Converter):
+    name = "onnx (copy)"
+    source = (Format.ONNX,)
+    target = "onnx"
+
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
+        path = context.version_dir / "model.onnx"
+        shutil.copyfile(artifact.path, path)
+        return _onnx_artifact(artifact, path), Served(_onnx_runner(path))
+
+
+class _TorchToOnnx(Converter):
+    target = "onnx"
+    export: ClassVar[Callable[..., Path]]
+
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
+        path = context.version_dir / "model.onnx"
+        type(self).export(
+            artifact, path, opset=context.model.opset, batching=context.model.max_batch_size > 0
+        )
+        return _onnx_artifact(artifact, path), Served(
+            _onnx_runner(path), detail=f"opset {context.model.opset}"
+        )
+
+
+class Pt2ToOnnx(_TorchToOnnx):
+    name = "pt2→onnx"
+    source = (Format.TORCH_EXPORT,)
+
+    @staticmethod
+    def export(artifact: Artifact, path: Path, *, opset: int, batching: bool) -> Path:
+        from triton_deploy.build.torch2onnx import export_torch_export
+
+        return export_torch_export(artifact, path, opset=opset, batching=batching)
+
+
+class TorchScriptToOnnx(_TorchToOnnx):
+    name = "torchscript→onnx"
+    source = (Format.TORCHSCRIPT,)
+
+    @staticmethod
+    def export(artifact: Artifact, path: Path, *, opset: int, batching: bool) -> Path:
+        from triton_deploy.build.torch2onnx import export_torchscript
+
+        return export_torchscript(artifact, path, opset=opset, batching=batching)
+
+
+class OnnxToTensorRT(Converter):
+    """The plan is built on a GPU here when there is one; ``build_plans.sh`` builds it on the
+    serving GPU nodes anyway (plans are specific to the GPU and the TensorRT version)."""
+
+    name = "onnx→tensorrt"
+    source = (Format.ONNX,)
+    target = "tensorrt_plan"
+
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
+        from triton_deploy.build.onnx2trt import (
+            build_plan,
+            gpu_unavailable_reason,
+            plan_profiles,
+            trtexec_args,
+        )
+
+        model = context.model
+        onnx_path = context.version_dir / "model.onnx"
+        if artifact.path != onnx_path:
+            shutil.copyfile(artifact.path, onnx_path)
+        options = model.tensorrt or TensorRTOptions()
+        profiles = plan_profiles(
+            config_tensors(artifact.inputs, model.max_batch_size), model.max_batch_size, options
+        )
+        args = trtexec_args(
+            f"{model.version}/model.onnx", f"{model.version}/model.plan", profiles, options
+        )
+        context.plans.append((model.name, model.version, args))
+        reason = gpu_unavailable_reason()
+        if reason is not None:
+            return artifact, Served(
+                None, skipped=f"plan not built: {reason}; build_plans.sh builds it on a GPU node"
+            )
+        tag = build_plan(onnx_path, context.version_dir / "model.plan", profiles, options)
+        return artifact, Served(
+            None,
+            detail=f"plan built: sm{tag['compute_capability']} TensorRT {tag['tensorrt_version']} "
+            f"{options.precision}; `tdeploy verify` checks its outputs on a GPU server",
+        )
+
+
+class TreesToFil(Converter):
+    name = "trees→fil"
+    source = (Format.XGBOOST_JSON, Format.XGBOOST_UBJ, Format.LIGHTGBM)
+    target = "fil"
+
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
+        tree, plan = artifact.tree, artifact.fil
+        path = write_fil_model(tree, plan, context.version_dir)
+        checked_with = "Treelite 4.3 (Triton 24.10's FIL loader)"
+        if (
+            treelite_predict(path, plan.model_type, np.zeros((1, tree.n_features), np.float32))
+            is None
+        ):
+            from triton_deploy.build.fil import read_tree_model
+
+            reloaded = read_tree_model(
+                path, Format.LIGHTGBM if plan.model_type == "lightgbm" else Format.XGBOOST_JSON
+            )
+            predict = reloaded.predict
+            checked_with = "the written file reloaded (Treelite 4.3 not installed)"
+        else:
+
+            def predict(x: np.ndarray) -> np.ndarray:
+                values = treelite_predict(path, plan.model_type, x)
+                assert values is not None
+                return values
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            features = np.asarray(feeds["input__0"], dtype=np.float32)
+            return {"output__0": fil_output(predict(features), tree.task, plan)}
+
+        note = f"{tree.objective}, {tree.n_features} features, checked with {checked_with}"
+        if artifact.format is Format.XGBOOST_UBJ:
+            note += "; UBJ source written as xgboost.json (the layout Triton 24.10's FIL reads)"
+        written = Artifact(
+            artifact.format,
+            path,
+            artifact.inputs,
+            artifact.outputs,
+            artifact.reference,
+            artifact.info,
+        )
+        return written, Served(run, plan.parameters(), detail=note)
+
+
+CONVERTERS: dict[tuple[Format, str], type[Converter]] = {
+    (fmt, cls.target): cls
+    for cls in (CopyOnnx, Pt2ToOnnx, TorchScriptToOnnx, OnnxToTensorRT, TreesToFil)
+    for fmt in cls.source
+}
+
+
+def plan_steps(fmt: Format, backend: str) -> list[Converter]:
+    """The converters from ``fmt`` to what ``backend`` serves (through ONNX where needed)."""
+    target = target_of(backend)
+    direct = CONVERTERS.get((fmt, target))
+    if direct is not None:
+        return [direct()]
+    to_onnx = CONVERTERS.get((fmt, "onnx"))
+    onward = CONVERTERS.get((Format.ONNX, target))
+    if to_onnx is not None and onward is not None:
+        return [to_onnx(), onward()]
+    raise BuildError(f"no conversion from {fmt} to {target} (backend '{backend}')")

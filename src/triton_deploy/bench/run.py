@@ -1,0 +1,668 @@
+"""``tdeploy bench``: one run that measures every model the same way, next to its alternatives.
+
+For each model (and ensemble) of the repository, on the real local tritonserver:
+
+1. a concurrency sweep of single-sample requests with our generator and with perf_analyzer:
+   throughput, p50/p95/p99, the server's queue and compute times and the batch sizes it formed
+   (Triton's statistics API), the server's and the generator's CPU;
+2. the same sweep with dynamic batching off (same server binary, configs without
+   ``dynamic_batching``);
+3. the model in-process at the batch sizes the server formed (the hardware's ceiling);
+4. the naive FastAPI service, MLServer and BentoML (where they can serve the model);
+5. MLPerf's scenarios: SingleStream (p90 at concurrency 1), Server (Poisson arrivals: the
+   highest rate whose p99 stays under a bound), Offline (samples/s with client batches).
+
+Everything is a ``BenchReport`` (JSON-able dataclasses); ``report`` renders it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from triton_deploy.bench import perf_analyzer as pa
+from triton_deploy.bench.inprocess import (
+    load_in_process,
+    measure_ceiling,
+    measure_latency,
+)
+from triton_deploy.bench.loadgen import (
+    GrpcTransport,
+    HttpTransport,
+    LoadResult,
+    Transport,
+    closed_loop,
+    open_loop,
+)
+from triton_deploy.bench.payloads import (
+    BenchError,
+    ModelInfo,
+    grpc_requests,
+    json_bodies,
+    model_info,
+    sample_rows,
+)
+from triton_deploy.bench.services import (
+    ManagedProcess,
+    bentoml_service,
+    mlserver_service,
+    naive_service,
+    unsupported_reason,
+)
+from triton_deploy.bench.stats import StageTimes, delta, snapshot
+from triton_deploy.bench.variants import batching_off, with_queue_policy
+from triton_deploy.runtime.server import TritonServer
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "BenchOptions",
+    "BenchReport",
+    "ModelReport",
+    "Point",
+    "run_bench",
+]
+
+DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
+#: Requests of ``offline_batch`` rows in flight in the Offline scenario (the best one counts).
+OFFLINE_CONCURRENCY = (2, 4, 8)
+TRITON = "triton"
+TRITON_OFF = "triton, batching off"
+NAIVE = "naive FastAPI"
+MLSERVER = "MLServer"
+BENTOML = "BentoML"
+OURS = "tdeploy"
+PERF_ANALYZER = "perf_analyzer"
+
+
+@dataclass
+class Point:
+    """One measurement: a server variant, a load generator, a concurrency (or a rate)."""
+
+    variant: str
+    generator: str
+    concurrency: int
+    batch: int
+    throughput: float  # requests/s
+    samples_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    errors: int = 0
+    client_cpu: float = 0.0  # cores the load generator used
+    server_cpu: float | None = None  # cores the server's process tree used
+    requests: int = 0
+    stages: list[StageTimes] = field(default_factory=list)  # the model, then its members
+    request_rate: float | None = None  # open loop: the offered rate
+    error: str | None = None
+    # CPU per request by process (server, each backend stub, the load generator), in us
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def avg_batch(self) -> float:
+        """Batch size the server formed (an ensemble's: its largest member's)."""
+        batches = [s.avg_batch for s in self.stages if s.executions]
+        return max(batches) if batches else 0.0
+
+
+@dataclass
+class ModelReport:
+    model: str
+    kind: str
+    inputs_from: str
+    max_batch_size: int
+    dynamic_batching: bool
+    points: list[Point] = field(default_factory=list)
+    ceiling: dict[int, float] = field(default_factory=dict)  # batch -> samples/s in-process
+    in_process_latency_ms: dict[str, float] = field(default_factory=dict)  # batch 1
+    in_process_framework: str | None = None
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
+
+    def find(self, variant: str, generator: str, concurrency: int, batch: int = 1) -> Point | None:
+        for p in self.points:
+            if (p.variant, p.generator, p.concurrency, p.batch) == (
+                variant,
+                generator,
+                concurrency,
+                batch,
+            ) and p.request_rate is None:
+                return p
+        return None
+
+
+@dataclass
+class BenchReport:
+    repository: str
+    concurrency: list[int]
+    seconds: float
+    started: str
+    machine: dict[str, Any]
+    models: list[ModelReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def model(self, name: str) -> ModelReport | None:
+        return next((m for m in self.models if m.model == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchOptions:
+    repository: Path
+    models: list[str]
+    concurrency: list[int] = field(default_factory=lambda: list(DEFAULT_CONCURRENCY))
+    seconds: float = 3.0
+    warmup_s: float = 0.5
+    batching_off: bool = True
+    perf_analyzer: bool = True
+    ceiling: bool = True
+    naive: bool = True
+    alternatives: bool = True
+    scenarios: bool = True
+    offline_batch: int = 64
+    server_p99_ms: float = 10.0
+    queue_policy: bool = False
+
+
+# ------------------------------------------------------------------------------------------------
+def _process_cpu(pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of a server's process tree, by process: the server itself, and each
+    Python backend stub by its model instance name (e.g. ``my_model_0_0``)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    if not pid:
+        return out
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            args = proc.cmdline()
+            stub = len(args) > 8 and args[0].endswith("triton_python_backend_stub")
+            name = f"stub {args[8]}" if stub else ("server" if proc.pid == pid else proc.name())
+            out[name] = out.get(name, 0.0) + times.user + times.system
+    return out
+
+
+def _tree_cpu(pid: int | None) -> float:
+    return sum(_process_cpu(pid).values())
+
+
+def _cpu_split(
+    before: dict[str, float], after: dict[str, float], requests: int
+) -> dict[str, float]:
+    """Microseconds of CPU per request, by process (only those that did work)."""
+    if requests <= 0:
+        return {}
+    split = {name: (after[name] - before.get(name, 0.0)) / requests * 1e6 for name in after}
+    return {name: round(us, 1) for name, us in split.items() if us >= 1.0}
+
+
+def _point(
+    variant: str,
+    generator: str,
+    concurrency: int,
+    batch: int,
+    result: LoadResult,
+    server_cpu: float | None,
+    stages: list[StageTimes],
+) -> Point:
+    return Point(
+        variant=variant,
+        generator=generator,
+        concurrency=concurrency,
+        batch=batch,
+        throughput=result.throughput,
+        samples_per_s=result.samples_per_s,
+        p50_ms=result.percentile(50),
+        p90_ms=result.percentile(90),
+        p95_ms=result.percentile(95),
+        p99_ms=result.percentile(99),
+        errors=result.errors,
+        client_cpu=result.client_cpu,
+        server_cpu=server_cpu,
+        requests=result.requests,
+        stages=stages,
+        request_rate=result.offered_rate,
+        error=result.first_error,
+    )
+
+
+def _pa_point(variant: str, result: pa.PerfAnalyzerResult) -> Point:
+    stage = StageTimes(
+        model="(perf_analyzer)",
+        queue_us=result.queue_us,
+        compute_input_us=result.compute_input_us,
+        compute_infer_us=result.compute_infer_us,
+        compute_output_us=result.compute_output_us,
+    )
+    return Point(
+        variant=variant,
+        generator=PERF_ANALYZER,
+        concurrency=result.concurrency or 0,
+        batch=result.batch,
+        throughput=result.throughput,
+        samples_per_s=result.samples_per_s,
+        p50_ms=result.p50_ms,
+        p90_ms=result.p90_ms,
+        p95_ms=result.p95_ms,
+        p99_ms=result.p99_ms,
+        client_cpu=result.client_cpu,
+        stages=[stage],
+        request_rate=result.request_rate,
+    )
+
+
+class _Runner:
+    def __init__(self, options: BenchOptions, advance: Callable[[str], None]) -> None:
+        self.options = options
+        self.advance = advance
+        self.repository = Path(options.repository).resolve()
+        self.infos = {name: model_info(self.repository, name) for name in options.models}
+        self.rows: dict[str, dict[str, np.ndarray]] = {}
+        self.reports: dict[str, ModelReport] = {}
+        self.inputs_dir = tempfile.TemporaryDirectory(prefix="tdeploy-bench-")
+        for name, info in self.infos.items():
+            rows, source = sample_rows(self.repository, info)
+            self.rows[name] = rows
+            self.reports[name] = ModelReport(
+                name, info.kind, source, info.max_batch_size, info.dynamic_batching
+            )
+        self.pa_ok = options.perf_analyzer and pa.available()
+        self.warnings: list[str] = []
+
+    # -- steps -----------------------------------------------------------------------------------
+    def batch_for(self, info: ModelInfo) -> int:
+        return max(1, min(self.options.offline_batch, info.max_batch_size))
+
+    def measure_grpc(
+        self,
+        server_url: str,
+        server_pid: int | None,
+        info: ModelInfo,
+        variant: str,
+        *,
+        concurrency: int,
+        batch: int = 1,
+        rate: float | None = None,
+        seconds: float | None = None,
+        stats: bool = True,
+    ) -> Point:
+        payloads = grpc_requests(info, self.rows[info.name], batch=batch)
+        watched = [info.name, *info.members]
+        seconds = seconds or self.options.seconds
+        transport = GrpcTransport(server_url, channels=max(1, concurrency // 16))
+        before = snapshot(server_url) if stats else {}
+        split0 = _process_cpu(server_pid)
+        cpu0, wall0 = sum(split0.values()), time.perf_counter()
+        if rate is None:
+            result = closed_loop(
+                transport,
+                payloads,
+                concurrency=concurrency,
+                seconds=seconds,
+                warmup_s=self.options.warmup_s,
+                samples_per_request=batch,
+            )
+        else:
+            result = open_loop(
+                transport,
+                payloads,
+                rate=rate,
+                seconds=seconds,
+                warmup_s=self.options.warmup_s,
+                samples_per_request=batch,
+            )
+        split1 = _process_cpu(server_pid)
+        server_cpu = (sum(split1.values()) - cpu0) / (time.perf_counter() - wall0)
+        stages = [delta(before, snapshot(server_url), m) for m in watched] if stats else []
+        point = _point(variant, OURS, concurrency, batch, result, server_cpu, stages)
+        # the whole run's requests, warm-up included, went through the server's processes
+        served = round((result.wall_s + self.options.warmup_s) * result.throughput)
+        point.cpu_us_per_request = _cpu_split(split0, split1, served)
+        point.cpu_us_per_request["load generator"] = round(
+            result.client_cpu / result.throughput * 1e6 if result.throughput else 0.0, 1
+        )
+        return point
+
+    def measure_http(
+        self,
+        service: ManagedProcess,
+        info: ModelInfo,
+        variant: str,
+        bodies: list[bytes],
+        concurrency: int,
+    ) -> Point:
+        transport: Transport = HttpTransport(service.url, limit=max(concurrency, 1))
+        cpu0, wall0 = _tree_cpu(service.pid), time.perf_counter()
+        result = closed_loop(
+            transport,
+            bodies,
+            concurrency=concurrency,
+            seconds=self.options.seconds,
+            warmup_s=self.options.warmup_s,
+        )
+        server_cpu = (_tree_cpu(service.pid) - cpu0) / (time.perf_counter() - wall0)
+        return _point(variant, OURS, concurrency, 1, result, server_cpu, [])
+
+    def sweep_triton(self, server: TritonServer, variant: str) -> None:
+        for name, info in self.infos.items():
+            report = self.reports[name]
+            for concurrency in self.options.concurrency:
+                self.advance(f"{name}: {variant}, c={concurrency}")
+                report.points.append(
+                    self.measure_grpc(
+                        server.grpc_url, server.pid, info, variant, concurrency=concurrency
+                    )
+                )
+            if not self.pa_ok:
+                continue
+            data = pa.write_input_data(
+                info, self.rows[name], Path(self.inputs_dir.name) / f"{name}.json"
+            )
+            for concurrency in self.options.concurrency:
+                self.advance(f"{name}: {variant}, perf_analyzer c={concurrency}")
+                try:
+                    cpu0, wall0 = _tree_cpu(server.pid), time.perf_counter()
+                    result = pa.run_perf_analyzer(
+                        server.grpc_url,
+                        info,
+                        data,
+                        concurrency=concurrency,
+                        seconds=self.options.seconds,
+                    )
+                    point = _pa_point(variant, result)
+                    # perf_analyzer's own start-up and stabilisation windows are in the wall
+                    # time too: the server's share is a lower bound, good enough for a profile
+                    point.server_cpu = (_tree_cpu(server.pid) - cpu0) / (
+                        time.perf_counter() - wall0
+                    )
+                    report.points.append(point)
+                except BenchError as exc:
+                    report.skipped[f"{variant}, perf_analyzer c={concurrency}"] = str(exc)
+
+    def scenarios(self, server: TritonServer) -> None:
+        for name, info in self.infos.items():
+            report = self.reports[name]
+            self.advance(f"{name}: SingleStream")
+            single = report.find(TRITON, OURS, 1) or self.measure_grpc(
+                server.grpc_url, server.pid, info, TRITON, concurrency=1
+            )
+            report.scenarios["SingleStream"] = {
+                "p90_ms": single.p90_ms,
+                "p50_ms": single.p50_ms,
+                "samples_per_s": single.samples_per_s,
+                "generator": OURS,
+            }
+            self.advance(f"{name}: Offline")
+            # Offline: any batching, any number in flight. Client batches, a few concurrencies
+            # (the dynamic batcher may merge them further); the best one is the result.
+            batch = self.batch_for(info)
+            tries = [
+                self.measure_grpc(
+                    server.grpc_url, server.pid, info, TRITON, concurrency=c, batch=batch
+                )
+                for c in OFFLINE_CONCURRENCY
+            ]
+            report.points.extend(tries)
+            offline = max(tries, key=lambda p: p.samples_per_s)
+            report.scenarios["Offline"] = {
+                "samples_per_s": offline.samples_per_s,
+                "batch": batch,
+                "concurrency": offline.concurrency,
+                "p99_ms": offline.p99_ms,
+                "generator": OURS,
+            }
+            if self.pa_ok:
+                data = Path(self.inputs_dir.name) / f"{name}.json"
+                if not data.exists():
+                    pa.write_input_data(info, self.rows[name], data)
+                try:
+                    result = pa.run_perf_analyzer(
+                        server.grpc_url,
+                        info,
+                        data,
+                        concurrency=offline.concurrency,
+                        batch=batch,
+                        seconds=self.options.seconds,
+                    )
+                    report.points.append(_pa_point(TRITON, result))
+                    report.scenarios["Offline"]["perf_analyzer_samples_per_s"] = (
+                        result.samples_per_s
+                    )
+                except BenchError as exc:
+                    report.skipped["Offline, perf_analyzer"] = str(exc)
+            self.advance(f"{name}: Server (Poisson)")
+            report.scenarios["Server"] = self.server_scenario(server, info, report)
+
+    def server_scenario(
+        self, server: TritonServer, info: ModelInfo, report: ModelReport
+    ) -> dict[str, Any]:
+        """Highest Poisson rate whose p99 stays under the bound (MLPerf's Server scenario).
+
+        First a low rate (a tenth of the best closed-loop throughput); if that meets the bound,
+        four bisection steps between the highest rate that met it and 1.2x that throughput.
+        """
+        bound = self.options.server_p99_ms
+        closed = [
+            p.throughput
+            for p in report.points
+            if p.variant == TRITON and p.generator == OURS and p.batch == 1
+        ]
+        peak = 1.2 * max(closed, default=1000.0)
+        seconds = max(1.0, self.options.seconds * 0.75)
+        tried: list[dict[str, Any]] = []
+        best: Point | None = None
+        low, high, rate = 0.0, peak, peak / 12
+        for _ in range(5):
+            point = self.measure_grpc(
+                server.grpc_url,
+                server.pid,
+                info,
+                TRITON,
+                concurrency=0,
+                rate=rate,
+                seconds=seconds,
+                stats=False,
+            )
+            ok = point.errors == 0 and point.p99_ms <= bound and point.throughput >= 0.9 * rate
+            tried.append(
+                {"rate": rate, "p99_ms": point.p99_ms, "achieved": point.throughput, "ok": ok}
+            )
+            if ok:
+                low, best = rate, point
+            else:
+                high = rate
+            if best is None:
+                break  # even a tenth of the peak misses the bound: the answer is below it
+            rate = (low + high) / 2
+        return {
+            "p99_bound_ms": bound,
+            "max_qps": low,
+            "p99_ms": best.p99_ms if best else None,
+            "tried": tried,
+            "generator": OURS,
+        }
+
+    def in_process(self) -> None:
+        for name, info in self.infos.items():
+            report = self.reports[name]
+            self.advance(f"{name}: in-process ceiling")
+            try:
+                model = load_in_process(info)
+            except (BenchError, ImportError) as exc:
+                report.skipped["in-process ceiling"] = str(exc)
+                continue
+            report.in_process_framework = model.framework
+            batches = {1, self.batch_for(info)}
+            batches |= {
+                max(1, round(p.avg_batch))
+                for p in report.points
+                if p.variant == TRITON and p.generator == OURS
+            }
+            for batch in sorted(batches):
+                report.ceiling[batch] = measure_ceiling(
+                    model, self.rows[name], batch, seconds=min(1.0, self.options.seconds)
+                )
+            report.in_process_latency_ms = measure_latency(
+                model, self.rows[name], seconds=min(1.0, self.options.seconds)
+            )
+            del model
+
+    def naive(self) -> None:
+        for name, info in self.infos.items():
+            report = self.reports[name]
+            self.advance(f"{name}: naive FastAPI service")
+            try:
+                load_in_process(info)
+                import fastapi  # noqa: F401
+                import uvicorn  # noqa: F401
+            except (BenchError, ImportError) as exc:
+                report.skipped[NAIVE] = str(exc)
+                continue
+            bodies = json_bodies(info, self.rows[name])
+            try:
+                with naive_service(self.repository, info) as service:
+                    for concurrency in self.options.concurrency:
+                        self.advance(f"{name}: naive c={concurrency}")
+                        report.points.append(
+                            self.measure_http(service, info, NAIVE, bodies, concurrency)
+                        )
+            except BenchError as exc:
+                report.skipped[NAIVE] = str(exc)
+
+    def alternatives(self) -> None:
+        for name, info in self.infos.items():
+            report = self.reports[name]
+            for tool, factory in (("mlserver", mlserver_service), ("bentoml", bentoml_service)):
+                label = MLSERVER if tool == "mlserver" else BENTOML
+                self.advance(f"{name}: {label}")
+                reason = unsupported_reason(tool, info)
+                if reason:
+                    report.skipped[label] = reason
+                    continue
+                try:
+                    with factory(info) as service:
+                        for concurrency in self.options.concurrency:
+                            self.advance(f"{name}: {label} c={concurrency}")
+                            if tool == "mlserver":
+                                point = self.measure_grpc(
+                                    service.url,
+                                    service.pid,
+                                    info,
+                                    label,
+                                    concurrency=concurrency,
+                                    stats=False,
+                                )
+                            else:
+                                bodies = json_bodies(info, self.rows[name], wrap=None)
+                                bodies = [_bento_body(b) for b in bodies]
+                                point = self.measure_http(service, info, label, bodies, concurrency)
+                            report.points.append(point)
+                except BenchError as exc:
+                    report.skipped[label] = str(exc)
+
+    def steps(self) -> int:
+        """How many progress steps the run has (for the progress bar)."""
+        n, c = len(self.infos), len(self.options.concurrency)
+        per_sweep = n * c * (2 if self.pa_ok else 1)
+        total = per_sweep * (2 if self.options.batching_off else 1)
+        total += 3 * n if self.options.scenarios else 0
+        total += n if self.options.ceiling else 0
+        total += n * (c + 1) if self.options.naive else 0
+        total += 2 * n * (c + 1) if self.options.alternatives else 0
+        return total
+
+
+def _bento_body(body: bytes) -> bytes:
+    import json
+
+    mapping = json.loads(body)
+    return json.dumps({"x": next(iter(mapping.values()))}).encode()
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    import psutil
+
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def run_bench(
+    options: BenchOptions, *, progress: Callable[[int, str], None] | None = None
+) -> BenchReport:
+    """Run every step ``options`` asks for; ``progress(total, description)`` is called per step."""
+    total_box = [0]
+
+    def advance(description: str) -> None:
+        if progress is not None:
+            progress(total_box[0], description)
+
+    runner = _Runner(options, advance)
+    total_box[0] = runner.steps()
+    report = BenchReport(
+        repository=str(runner.repository),
+        concurrency=list(options.concurrency),
+        seconds=options.seconds,
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        machine=_machine(),
+    )
+    if options.perf_analyzer and not runner.pa_ok:
+        report.warnings.append(pa.environment("perf_analyzer").missing_reason())
+    try:
+        with tempfile.TemporaryDirectory(prefix="tdeploy-bench-repos-") as tmp:
+            on = runner.repository
+            if options.queue_policy:
+                on = with_queue_policy(runner.repository, Path(tmp) / "queued")
+            with TritonServer(on) as server:
+                runner.sweep_triton(server, TRITON)
+                if options.scenarios:
+                    runner.scenarios(server)
+            if options.batching_off:
+                off = batching_off(runner.repository, Path(tmp) / "off")
+                with TritonServer(off) as server:
+                    runner.sweep_triton(server, TRITON_OFF)
+        if options.ceiling:
+            runner.in_process()
+        if options.naive:
+            runner.naive()
+        if options.alternatives:
+            runner.alternatives()
+    finally:
+        runner.inputs_dir.cleanup()
+    report.models = [runner.reports[name] for name in options.models]
+    report.machine["load_average_end"] = list(os.getloadavg())
+    for model in report.models:
+        for p in model.points:
+            if p.client_cpu >= 0.9:
+                report.warnings.append(
+                    f"{model.model} {p.variant} c={p.concurrency} ({p.generator}): the load "
+                    f"generator used {p.client_cpu:.2f} cores: it measured itself as much as the server"
+                )
+    if report.machine["load_average"][0] > (report.machine["cpus"] or 1):
+        report.warnings.append(
+            f"the machine was busy before the run (load average {report.machine['load_average'][0]:.1f} "
+            f"on {report.machine['cpus']} cores): absolute numbers are noisy; compare ratios"
+        )
+    return report
