@@ -356,9 +356,12 @@ class TritonServer:
         """Server readiness over gRPC (independent of whether HTTP inference is on).
 
         With TLS on gRPC (our probe has no client certificate), over the HTTP health
-        endpoint instead, which stays open whether HTTP inference is on or off.
+        endpoint instead, which stays open whether HTTP inference is on or off (with HTTP off
+        too: the gRPC port listening).
         """
         if self._grpc_tls:
+            if self._triton_http_port not in self._other_ports():  # no HTTP either: listening
+                return self._listening(self._triton_grpc_port)
             url = f"http://{self._host}:{self._triton_http_port}/v2/health/ready"
             try:
                 with urllib.request.urlopen(url, timeout=2) as reply:
@@ -370,6 +373,13 @@ class TritonServer:
                 return bool(client.is_server_ready(client_timeout=2))
         except Exception:  # connection refused, deadline, a server starting up: not ready
             return False
+
+    def _other_ports(self) -> list[int]:
+        def on(flag: str) -> bool:
+            return _flag_values(self.extra_args, flag)[-1:] != ["false"]
+
+        ports = [self._triton_http_port] if on("--allow-http") else []
+        return ports + ([self.metrics_port] if on("--allow-metrics") else [])
 
     def _listening(self, *ports: int) -> bool:
         for port in ports:
@@ -391,8 +401,8 @@ class TritonServer:
                     f"on {self.repository}",
                     self.error_lines() or list(self.log)[-20:],
                 )
-            # gRPC starts first; HTTP and metrics listen a moment later
-            if self.is_ready() and self._listening(self._triton_http_port, self.metrics_port):
+            # gRPC starts first; HTTP and metrics (when on) listen a moment later
+            if self.is_ready() and self._listening(*self._other_ports()):
                 return
             time.sleep(0.2)
         raise ServerStartError(
