@@ -254,8 +254,9 @@ STATUS_ERRORS: dict[grpc.StatusCode, type[ClientError]] = {
 _BY_NAME: dict[str, grpc.StatusCode] = {code.name: code for code in grpc.StatusCode}
 
 # Triton answers these with UNAVAILABLE although the server is up (core/src/scheduler_utils.cc,
-# dynamic_batch_scheduler.cc, grpc_server.cc).
-_OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired")
+# dynamic_batch_scheduler.cc, grpc_server.cc); so does `tdeploy serve`'s load shedder
+# (triton_deploy.runtime.shedder) when its bounded queue is full.
+_OVERLOAD_MESSAGES = ("exceeds maximum queue size", "request timeout expired", "server overloaded")
 _RESTRICTED_MESSAGE = "this protocol is restricted"
 # NOT_FOUND for a model that exists but has no loaded version: loading, unloading, or the
 # server is shutting down (SIGTERM unloads every model while requests still arrive). Transient.

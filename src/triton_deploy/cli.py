@@ -9,9 +9,7 @@ live in ``cli_<area>.py`` and are registered with one line in ``_register_sub_co
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,7 +27,6 @@ from triton_deploy.cli_options import (
     Cert,
     Headers,
     Key,
-    Repository,
     Spec,
     Timeout,
     Tls,
@@ -156,112 +153,6 @@ def build(
 
 
 @app.command()
-def serve(
-    repository: Repository = DEFAULT_REPOSITORY,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port.", envvar="TDEPLOY_GRPC_PORT")] = 8001,
-    http_port: Annotated[int, typer.Option(help="HTTP port.", envvar="TDEPLOY_HTTP_PORT")] = 8000,
-    metrics_port: Annotated[
-        int, typer.Option(help="Metrics port.", envvar="TDEPLOY_METRICS_PORT")
-    ] = 8002,
-    address: Annotated[
-        str,
-        typer.Option(
-            help="Listen address; 0.0.0.0 to accept other machines.", envvar="TDEPLOY_ADDRESS"
-        ),
-    ] = "127.0.0.1",
-    exit_timeout: Annotated[
-        int, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")
-    ] = 30,
-    log_server: Annotated[
-        bool, typer.Option(help="Echo the server's warnings and errors (--no-log-server: none).")
-    ] = True,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            "-v",
-            help="Echo the server's whole log: its option, backend and model tables and info "
-            "lines too.",
-        ),
-    ] = False,
-    triton_arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--triton-arg", help="Extra tritonserver flag, e.g. --triton-arg=--log-verbose=1."
-        ),
-    ] = None,
-    trace: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--trace",
-            metavar="SETTING=VALUE",
-            help="Trace requests (repeatable), as Triton's --trace-config: file=PATH (JSON "
-            "files: the inference log), level=TIMESTAMPS|TENSORS (TENSORS: inputs and outputs), "
-            "rate=N (every N-th request), count=N, log-frequency=N (traces per file, default "
-            "100); or url=http://COLLECTOR:4318/v1/traces for OpenTelemetry.",
-        ),
-    ] = None,
-) -> None:
-    """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
-    from triton_deploy.observability import TraceSettings
-    from triton_deploy.runtime.logs import worth_showing
-    from triton_deploy.runtime.server import TritonServer
-
-    tracing = None
-    if trace:
-        tracing = TraceSettings.parse(trace)
-        tracing.prepare()
-
-    def echo(line: str) -> None:
-        if verbose or worth_showing(line):
-            print(line, file=sys.stderr, flush=True)
-
-    server = TritonServer(
-        repository,
-        grpc_port=grpc_port,
-        http_port=http_port,
-        metrics_port=metrics_port,
-        address=address,
-        exit_timeout_s=exit_timeout,
-        extra_args=[*(triton_arg or []), *(tracing.args() if tracing else [])],
-        on_log_line=echo if log_server or verbose else None,
-    )
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: object) -> None:
-        console.print(
-            f"\n{signal.Signals(signum).name}: stopping, letting in-flight requests finish"
-        )
-        stop.set()
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    server.start()
-    for name, reason in server.skipped.items():
-        console.print(f"[yellow]not loaded[/] {name}: {reason}")
-    console.print(
-        f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
-        f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}\n  metrics  {server.metrics_url}\n"
-        + (f"  traces   {tracing.describe()}\n" if tracing else "")
-        + f"  try:     tdeploy health --url {server.grpc_url}\n"
-        f"           tdeploy verify --url {server.grpc_url}\n"
-        "  stop:    Ctrl-C"
-    )
-
-    def _watch() -> None:  # the server may also exit by itself
-        server.wait()
-        stop.set()
-
-    watcher = threading.Thread(target=_watch, daemon=True)
-    watcher.start()
-    stop.wait()
-    code = server.stop()
-    console.print(f"tritonserver exited with code {code}")
-    if code not in (0, None):
-        raise typer.Exit(code=1)
-
-
-@app.command()
 def verify(
     url: Url = DEFAULT_URL,
     repository: Annotated[
@@ -317,17 +208,20 @@ def _register_sub_commands() -> None:
         cli_loadtest,
         cli_monitor,
         cli_rollout,
+        cli_serve,
     )
 
     app.command()(cli_init.init)
+    app.command()(cli_serve.serve)
+    app.command()(cli_serve.drain)
     app.command()(cli_client.infer)
     app.command()(cli_client.health)
     app.command()(cli_bench.bench)
     app.command()(cli_bench.tune)
     app.command()(cli_loadtest.loadtest)  # says how to install the extra when locust is missing
-    cli_rollout.register(app)  # rollout, promote, abort, rollback, status
     app.command()(cli_monitor.monitor)
     app.command("inference-log")(cli_monitor.inference_log)
+    cli_rollout.register(app)  # rollout, promote, abort, rollback, status
 
 
 _register_sub_commands()

@@ -7,6 +7,7 @@
     │   └── EnsembleWiringError   an ensemble whose tensors do not connect
     ├── RuntimeEnvironmentError   the local Triton runtime cannot be set up here
     ├── ServerStartError       tritonserver exited or did not become ready (with its error lines)
+    │   └── PortInUseError        a port it needs is taken (names the port and who holds it)
     ├── VerificationError      a served model disagrees with its source framework
     └── ObservabilityError     bad trace settings, an unreadable trace file or inference log,
                                a /metrics endpoint that cannot be scraped
@@ -22,6 +23,7 @@ __all__ = [
     "BuildError",
     "EnsembleWiringError",
     "ObservabilityError",
+    "PortInUseError",
     "RuntimeEnvironmentError",
     "ServerStartError",
     "SpecError",
@@ -61,6 +63,15 @@ class ServerStartError(TritonDeployError):
         self.log_lines = log_lines or []
         if self.log_lines:
             message = message + "\n" + "\n".join(f"  | {line}" for line in self.log_lines)
+        super().__init__(message)
+
+
+class PortInUseError(ServerStartError):
+    """A port the server needs is already taken; names the port and, if visible, the holder."""
+
+    def __init__(self, message: str, *, port: int, holder: str | None = None) -> None:
+        self.port = port
+        self.holder = holder
         super().__init__(message)
 
 

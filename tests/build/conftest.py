@@ -7,6 +7,7 @@ from usermodels import (
     UserModel,
     make_lightgbm,
     make_pt2_mlp,
+    make_rank1_onnx,
     make_torchscript,
     make_two_input_onnx,
     make_xgboost_multiclass_ubj,
@@ -20,6 +21,7 @@ def user_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, UserModel
     made = [
         make_pt2_mlp(folder),
         make_two_input_onnx(folder),
+        make_rank1_onnx(folder),
         make_torchscript(folder),
         make_xgboost_multiclass_ubj(folder),
         make_xgboost_regression_json(folder),

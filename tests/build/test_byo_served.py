@@ -121,11 +121,11 @@ def test_golden_cases_are_the_samples_and_the_source_outputs(
     for name, model in user_models.items():
         case = cases[name]
         expected = model.reference(model.inputs)
-        for key, value in model.inputs.items():
-            np.testing.assert_array_equal(case.inputs[key], value)
+        for key, value in model.inputs.items():  # as a client sends them: [N] becomes [N, 1]
+            np.testing.assert_array_equal(case.inputs[key], value.reshape(len(value), -1))
         for key, value in expected.items():
             got = case.expected[key]
-            if key == "count":  # stored as the client receives it: [N, 1]
+            if value.ndim == 1:  # stored as the client receives it: [N, 1]
                 value = value.reshape(-1, 1)
             np.testing.assert_allclose(got, value, rtol=1e-6, atol=1e-6)
 
@@ -163,7 +163,8 @@ def test_served_outputs_match_each_files_own_framework(
         client = grpcclient.InferenceServerClient(server.grpc_url)
         for name, model in user_models.items():
             expected = model.reference(model.inputs)
-            got = _infer(client, name, model.inputs, list(expected), model.entry["max_batch_size"])
+            wire = {k: v.reshape(len(v), -1) for k, v in model.inputs.items()}  # [N] -> [N, 1]
+            got = _infer(client, name, wire, list(expected), model.entry["max_batch_size"])
             worst = 0.0
             for key, value in expected.items():
                 served = got[key].reshape(value.shape)

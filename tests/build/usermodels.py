@@ -114,6 +114,33 @@ def make_two_input_onnx(folder: Path, *, opset: int = 17, fixed_batch: bool = Fa
     return UserModel(path.stem, path, samples, inputs, reference, {"max_batch_size": 64})
 
 
+def make_rank1_onnx(folder: Path) -> UserModel:
+    """ONNX whose input and output are only the batch axis: x [N] -> doubled [N]."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["doubled"])],
+        "rank1",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor_value_info("doubled", TensorProto.FLOAT, ["batch"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "vector.onnx"
+    onnx.save(model, str(path))
+    x = _rng(29).standard_normal(100).astype(np.float32)
+    samples = folder / "vector_samples.npy"
+    np.save(samples, x)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"doubled": session.run(["doubled"], {"x": feeds["x"].reshape(-1)})[0]}
+
+    return UserModel("vector", path, samples, {"x": x}, reference, {"max_batch_size": 16})
+
+
 def make_torchscript(folder: Path) -> UserModel:
     import torch
     from torch import nn

@@ -84,6 +84,8 @@ def test_raw_grpc_error_maps_to_the_same_class(code: grpc.StatusCode) -> None:
     [
         ("Exceeds maximum queue size", ServerOverloaded),
         ("Request timeout expired", ServerOverloaded),
+        # tdeploy serve's load shedder, in front of Triton
+        ("server overloaded: queue full, retry with backoff", ServerOverloaded),
         (
             "This protocol is restricted, expecting header 'triton-grpc-protocol-infer'",
             PermissionDenied,

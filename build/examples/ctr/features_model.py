@@ -15,12 +15,13 @@ import triton_python_backend_utils as pb_utils
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from ctr_features import CATEGORICAL, NUMERIC, FeatureEncoder, FeatureError  # noqa: E402
-from tdeploy_batching import RequestError, execute_batched  # noqa: E402
+from tdeploy_batching import RequestError, execute_batched, input_shapes  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        self.expected = input_shapes(config)  # requests are checked against the config
         with open(os.path.join(HERE, "vocabulary.json")) as handle:
             self.encoder = FeatureEncoder.from_json(handle.read())
         width = int(config["output"][0]["dims"][0])
@@ -37,4 +38,6 @@ class TritonPythonModel:
             raise RequestError(str(exc)) from None
 
     def execute(self, requests):
-        return execute_batched(pb_utils, requests, self.inputs, {"FEATURES": np.float32}, self._run)
+        return execute_batched(
+            pb_utils, requests, self.inputs, {"FEATURES": np.float32}, self._run, self.expected
+        )

@@ -13,12 +13,13 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from digits_features import postprocess
-from tdeploy_batching import RequestError, execute_batched, string_parameters
+from tdeploy_batching import RequestError, execute_batched, input_shapes, string_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
+        self.expected = input_shapes(config)  # requests are checked against the config
         self.top_k = int(string_parameters(config).get("top_k", "3"))
         widths = {o["name"]: int(o["dims"][0]) for o in config["output"]}
         if widths != {"LABELS": self.top_k, "PROBS": self.top_k}:
@@ -34,6 +35,5 @@ class TritonPythonModel:
         return {"LABELS": labels, "PROBS": probs}
 
     def execute(self, requests):
-        return execute_batched(
-            pb_utils, requests, ["logits"], {"LABELS": np.int64, "PROBS": np.float32}, self._run
-        )
+        outputs = {"LABELS": np.int64, "PROBS": np.float32}
+        return execute_batched(pb_utils, requests, ["logits"], outputs, self._run, self.expected)

@@ -2,10 +2,12 @@
 
 TensorRT plans need an NVIDIA GPU; on a CPU-only machine they, and any ensemble that uses them,
 are left out of a *view* of the repository (a folder of symlinks), and the reason is reported.
+Models the build manifest marks as failing parity are left out the same way unless asked.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from triton_deploy.errors import TritonDeployError
 __all__ = [
     "GPU_ONLY_PLATFORMS",
     "RepositoryModel",
+    "failed_parity",
     "gpu_available",
     "make_view",
     "plan_view",
@@ -77,9 +80,44 @@ def gpu_available() -> bool:
     return Path("/dev/nvidia0").exists() and shutil.which("nvidia-smi") is not None
 
 
-def plan_view(models: dict[str, RepositoryModel], *, gpu: bool) -> tuple[list[str], dict[str, str]]:
-    """Models that can load on this target, and the skipped ones with the reason for each."""
-    skipped: dict[str, str] = {}
+def failed_parity(repository: Path) -> dict[str, str]:
+    """Models whose build manifest (``manifest.json``) says their parity check FAILED, with why.
+
+    No manifest (a repository not built by ``tdeploy build``) means nothing is known to fail.
+    """
+    path = repository / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise TritonDeployError(f"{path}: unreadable build manifest: {exc}") from exc
+    failed = {}
+    for name, entry in (manifest.get("models") or {}).items():
+        parity = entry.get("parity") if isinstance(entry, dict) else None
+        if isinstance(parity, dict) and parity.get("passed") is False:
+            detail = parity.get("problem") or (
+                f"max abs diff {parity.get('max_abs_diff', float('nan')):.3g} over "
+                f"atol {parity.get('atol')} / rtol {parity.get('rtol')}"
+            )
+        elif isinstance(parity, str) and parity.upper() in ("FAIL", "FAILED"):
+            detail = str(entry.get("detail") or "")
+        else:
+            continue
+        failed[name] = (
+            f"parity FAILED in the build ({detail}); serve it anyway with --allow-failed-parity"
+        )
+    return failed
+
+
+def plan_view(
+    models: dict[str, RepositoryModel], *, gpu: bool, refused: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """Models that can load on this target, and the skipped ones with the reason for each.
+
+    ``refused`` names models left out for a reason of the caller's (e.g. failed parity).
+    """
+    skipped: dict[str, str] = {k: v for k, v in (refused or {}).items() if k in models}
     if not gpu:
         for model in models.values():
             if model.needs_gpu:

@@ -3,10 +3,27 @@
     with TritonServer(Path("model_repository")) as server:
         print(server.grpc_url)   # "127.0.0.1:PORT", ready to serve
 
-The server starts on free ports unless ports are given, is polled until ``/v2/health/ready``
-answers, and on failure raises ``ServerStartError`` carrying the server's own error lines.
-``stop()`` sends SIGTERM: Triton stops accepting requests and lets in-flight ones finish
-(``--exit-timeout-secs``) before it exits.
+What it does beyond starting the binary:
+
+- **Ports**: free ones unless given; given ones are checked first, and a busy port is an error
+  naming it and the process that holds it (``PortInUseError``).
+- **Readiness** is polled over gRPC (``ServerReady``); ``start()`` raises ``ServerStartError``
+  with the server's own error lines if it exits or does not become ready.
+- **HTTP inference is off** unless ``http_inference=True``: Triton 2.51 crashes on deeply nested
+  JSON, and gRPC is the product's protocol. Health, metadata, model config and statistics stay
+  open on the HTTP port; the APIs that parse a JSON body (inference, model repository, shared
+  memory, trace, logging) are restricted behind a header whose value nobody knows. With
+  ``http_inference=True`` Triton's HTTP port moves to a private loopback port and an
+  ``HttpGuard`` on the public one bounds body size and JSON nesting.
+- **Drain**: the server runs in explicit model-control mode with every model loaded, and
+  ``stop()`` unloads ensembles and Python models first, then the rest, waiting for in-flight
+  requests (``runtime.drain``), before SIGTERM; within ``exit_timeout_s`` in all.
+- **No debris**: tritonserver gets SIGKILL from the kernel if its starter dies
+  (PR_SET_PDEATHSIG); a reaper process kills its Python backend stubs and removes its
+  shared-memory regions and work folder if the starter dies without cleaning up; ``stop()``
+  does the same itself.
+- Models whose build manifest says parity FAILED are not loaded (nor the ensembles using them)
+  unless ``allow_failed_parity=True``; TensorRT models are left out without a GPU.
 """
 
 from __future__ import annotations
@@ -14,6 +31,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,28 +43,75 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+import tritonclient.grpc as grpcclient
 
 from triton_deploy.errors import ServerStartError
+from triton_deploy.runtime.drain import DrainReport, drain
 from triton_deploy.runtime.installation import TritonInstallation, prepare_backend_directory
+from triton_deploy.runtime.lifecycle import (
+    Reaper,
+    check_ports_free,
+    cleanup,
+    new_shm_prefix,
+    parent_death_signal,
+    sweep_stale_shm_regions,
+)
 from triton_deploy.runtime.repository import (
+    failed_parity,
     gpu_available,
     make_view,
     plan_view,
     read_repository,
 )
+from triton_deploy.runtime.shedder import Shedder, haproxy_binary
 
-__all__ = ["TritonServer", "free_port"]
+if TYPE_CHECKING:  # aiohttp is imported only when HTTP inference is on
+    from triton_deploy.runtime.http_guard import HttpGuard
+
+__all__ = ["HTTP_BODY_APIS", "HTTP_OFF_HEADER", "TritonServer", "describe_exit", "free_port"]
 
 # Triton error lines: "E1122 04:50:00.123 123 file.cc:42] message" (default log format) or
 # "2026-11-22T04:50:00Z E 123 file.cc:42] message" (--log-format=ISO8601).
 _ERROR_LINE = re.compile(r"^(E\d{4} |\d{4}-\d\d-\d\dT\S+ E )")
 _UNAVAILABLE = re.compile(r"\|\s*UNAVAILABLE:")
 
+#: Triton's HTTP API groups that parse a JSON request body (the crash needs one).
+HTTP_BODY_APIS = ("inference", "model-repository", "shared-memory", "trace", "logging")
+#: The header Triton names when a restricted HTTP API is called while HTTP inference is off.
+HTTP_OFF_HEADER = "tdeploy-http-inference-off-use-grpc"
+
+
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port, never one this process handed out before (bind(0) may repeat one)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+def describe_exit(code: int | None) -> str:
+    """'killed by SIGSEGV (signal 11)' / 'exited with code 1'."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (signal {-code})"
+    return f"exited with code {code}"
+
+
+def _flag_values(args: Sequence[str], flag: str) -> list[str]:
+    return [a.split("=", 1)[1] for a in args if a.startswith(flag + "=")]
 
 
 class TritonServer:
@@ -65,8 +130,20 @@ class TritonServer:
         exit_timeout_s: int = 30,
         startup_timeout_s: float = 180.0,
         on_log_line: Callable[[str], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+        http_inference: bool = False,
+        http_max_body_bytes: int | None = None,
+        http_max_json_depth: int | None = None,
+        allow_failed_parity: bool = False,
+        max_inflight: int | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
+        self._given_ports = {
+            "gRPC": grpc_port or 0,
+            "HTTP": http_port or 0,
+            "metrics": metrics_port or 0,
+        }
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
         self.metrics_port = metrics_port or free_port()
@@ -76,12 +153,28 @@ class TritonServer:
         self.exit_timeout_s = exit_timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.on_log_line = on_log_line
+        self.on_event = on_event
+        self.http_inference = http_inference
+        self.http_max_body_bytes = http_max_body_bytes
+        self.http_max_json_depth = http_max_json_depth
+        self.allow_failed_parity = allow_failed_parity
+        self.max_inflight = max_inflight or None
+        self.max_queued = max_queued
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}
+        self.last_drain: DrainReport | None = None
+        self.returncode: int | None = None
+        self.shm_prefix = ""
+        self._triton_http_port = self.http_port
+        self._triton_grpc_port = self.grpc_port
+        self._shedder: Shedder | None = None
         self._process: subprocess.Popen[str] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._reader: threading.Thread | None = None
+        self._reaper: Reaper | None = None
+        self._guard: HttpGuard | None = None
+        self._lock = threading.Lock()
 
     # -- addresses -----------------------------------------------------------------------------
     @property
@@ -97,6 +190,11 @@ class TritonServer:
         return f"http://{self._host}:{self.metrics_port}/metrics"
 
     @property
+    def _admin_url(self) -> str:
+        """Triton's own gRPC endpoint (behind the shedder when there is one)."""
+        return f"{self._host if not self.max_inflight else '127.0.0.1'}:{self._triton_grpc_port}"
+
+    @property
     def _host(self) -> str:
         return "127.0.0.1" if self.address in ("0.0.0.0", "127.0.0.1") else self.address
 
@@ -104,34 +202,72 @@ class TritonServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def drainable(self) -> bool:
+        """True when models can be unloaded one by one (explicit model-control mode) over a
+        plaintext gRPC port; otherwise ``stop()`` relies on Triton's own SIGTERM path."""
+        modes = _flag_values(self.extra_args, "--model-control-mode")
+        return (not modes or modes[-1] == "explicit") and not self._grpc_tls
+
     def command(
         self, installation: TritonInstallation, backend_directory: Path, repository: Path
     ) -> list[str]:
+        http_address = "127.0.0.1" if self.http_inference else self.address
+        grpc_address = "127.0.0.1" if self.max_inflight else self.address
         args = [
             str(installation.binary),
             f"--model-repository={repository}",
             f"--backend-directory={backend_directory}",
-            f"--grpc-port={self.grpc_port}",
-            f"--http-port={self.http_port}",
+            f"--grpc-port={self._triton_grpc_port}",
+            f"--http-port={self._triton_http_port}",
             f"--metrics-port={self.metrics_port}",
-            f"--grpc-address={self.address}",
-            f"--http-address={self.address}",
+            f"--grpc-address={grpc_address}",
+            f"--http-address={http_address}",
             f"--metrics-address={self.address}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
+            "--model-control-mode=explicit",
+            "--load-model=*",
         ]
         given = {arg.split("=", 1)[0] for arg in self.extra_args}
-        return [a for a in args if a.split("=", 1)[0] not in given] + self.extra_args
+        if "--model-control-mode" in given:
+            given.add("--load-model")
+        args = [a for a in args if a.split("=", 1)[0] not in given]
+        if self.shm_prefix and not any(
+            "shm-region-prefix-name" in v for v in _flag_values(self.extra_args, "--backend-config")
+        ):
+            args.append(f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}")
+        if not self.http_inference:
+            restricted = {
+                api
+                for value in _flag_values(self.extra_args, "--http-restricted-api")
+                for api in value.partition(":")[0].split(",")
+            }
+            off = [api for api in HTTP_BODY_APIS if api not in restricted]
+            if off:
+                token = secrets.token_hex(16)
+                args.append(f"--http-restricted-api={','.join(off)}:{HTTP_OFF_HEADER}={token}")
+        return args + self.extra_args
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> TritonServer:
         installation = TritonInstallation.locate()
         models = read_repository(self.repository)
-        self.loaded, self.skipped = plan_view(models, gpu=self.gpu)
+        refused = {} if self.allow_failed_parity else failed_parity(self.repository)
+        self.loaded, self.skipped = plan_view(models, gpu=self.gpu, refused=refused)
         if not self.loaded:
             raise ServerStartError(
                 f"nothing in {self.repository} can load here: "
                 + "; ".join(f"{k}: {v}" for k, v in self.skipped.items())
             )
+        check_ports_free(self.address, {k: v for k, v in self._given_ports.items() if v})
+        if self.http_inference:
+            self._triton_http_port = free_port()
+        if self.max_inflight:
+            haproxy_binary()  # fail early, with how to install it
+            self._triton_grpc_port = free_port()
+        sweep_stale_shm_regions()
+        self.shm_prefix = new_shm_prefix()
+        self.returncode = None
         self._workdir = tempfile.TemporaryDirectory(prefix="tdeploy-triton-")
         work = Path(self._workdir.name)
         backends = prepare_backend_directory(work / "backends", installation)
@@ -140,6 +276,7 @@ class TritonServer:
             if self.skipped
             else self.repository
         )
+        self._reaper = Reaper().start()
         self._process = subprocess.Popen(
             self.command(installation, backends, repository),
             stdout=subprocess.PIPE,
@@ -147,16 +284,48 @@ class TritonServer:
             text=True,
             errors="replace",
             env=installation.environment(),
-            start_new_session=True,  # Ctrl-C reaches us; we forward SIGTERM for a graceful stop
+            start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
+            preexec_fn=parent_death_signal(),
+        )
+        self._reaper.watch(
+            pgid=self._process.pid, shm_prefix=self.shm_prefix, workdir=self._workdir.name
         )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
         try:
             self._wait_ready()
+            if self.http_inference:
+                self._start_guard()
+            if self.max_inflight:
+                self._shedder = Shedder(
+                    (self.address, self.grpc_port),
+                    upstream_port=self._triton_grpc_port,
+                    max_inflight=self.max_inflight,
+                    max_queued=self.max_queued,
+                ).start()
         except BaseException:
-            self.stop()
+            self.stop(drain_first=False)
             raise
         return self
+
+    def _start_guard(self) -> None:
+        from triton_deploy.runtime.http_guard import (
+            DEFAULT_MAX_BODY_BYTES,
+            DEFAULT_MAX_JSON_DEPTH,
+            HttpGuard,
+        )
+
+        try:
+            self._guard = HttpGuard(
+                (self.address, self.http_port),
+                upstream=f"http://127.0.0.1:{self._triton_http_port}",
+                max_body_bytes=self.http_max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+                max_json_depth=self.http_max_json_depth or DEFAULT_MAX_JSON_DEPTH,
+            ).start()
+        except OSError as exc:
+            raise ServerStartError(
+                f"HTTP guard could not listen on {self.http_url}: {exc}"
+            ) from exc
 
     def _read_output(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -164,18 +333,61 @@ class TritonServer:
             line = line.rstrip("\n")
             self.log.append(line)
             if self.on_log_line is not None:
-                self.on_log_line(line)
+                with contextlib.suppress(OSError, ValueError):  # e.g. the terminal was closed
+                    self.on_log_line(line)
+
+    def _event(self, message: str) -> None:
+        if self.on_event is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.on_event(message)
 
     def error_lines(self) -> list[str]:
         lines = list(self.log)
         return [ln for ln in lines if _ERROR_LINE.match(ln) or _UNAVAILABLE.search(ln)]
 
+    @property
+    def _grpc_tls(self) -> bool:
+        return any(
+            _flag_values(self.extra_args, flag)[-1:] == ["true"]
+            for flag in ("--grpc-use-ssl", "--grpc-use-ssl-mutual")
+        )
+
     def is_ready(self) -> bool:
+        """Server readiness over gRPC (independent of whether HTTP inference is on).
+
+        With TLS on gRPC (our probe has no client certificate), over the HTTP health
+        endpoint instead, which stays open whether HTTP inference is on or off (with HTTP off
+        too: the gRPC port listening).
+        """
+        if self._grpc_tls:
+            if self._triton_http_port not in self._other_ports():  # no HTTP either: listening
+                return self._listening(self._triton_grpc_port)
+            url = f"http://{self._host}:{self._triton_http_port}/v2/health/ready"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    return bool(reply.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
         try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
-                return bool(reply.status == 200)
-        except (urllib.error.URLError, OSError):
+            with grpcclient.InferenceServerClient(self._admin_url) as client:
+                return bool(client.is_server_ready(client_timeout=2))
+        except Exception:  # connection refused, deadline, a server starting up: not ready
             return False
+
+    def _other_ports(self) -> list[int]:
+        def on(flag: str) -> bool:
+            return _flag_values(self.extra_args, flag)[-1:] != ["false"]
+
+        ports = [self._triton_http_port] if on("--allow-http") else []
+        return ports + ([self.metrics_port] if on("--allow-metrics") else [])
+
+    def _listening(self, *ports: int) -> bool:
+        for port in ports:
+            try:
+                socket.create_connection((self._host, port), timeout=1).close()
+            except OSError:
+                return False
+        return True
 
     def _wait_ready(self) -> None:
         assert self._process is not None
@@ -185,11 +397,12 @@ class TritonServer:
                 if self._reader is not None:
                     self._reader.join(timeout=5)
                 raise ServerStartError(
-                    f"tritonserver exited with code {self._process.returncode} while starting "
+                    f"tritonserver {describe_exit(self._process.returncode)} while starting "
                     f"on {self.repository}",
                     self.error_lines() or list(self.log)[-20:],
                 )
-            if self.is_ready():
+            # gRPC starts first; HTTP and metrics (when on) listen a moment later
+            if self.is_ready() and self._listening(*self._other_ports()):
                 return
             time.sleep(0.2)
         raise ServerStartError(
@@ -197,30 +410,70 @@ class TritonServer:
             self.error_lines() or list(self.log)[-20:],
         )
 
-    def stop(self, timeout_s: float | None = None) -> int | None:
-        """Graceful stop: SIGTERM, wait for in-flight requests, then SIGKILL as a last resort."""
-        process, self._process = self._process, None
+    def stop(self, timeout_s: float | None = None, *, drain_first: bool = True) -> int | None:
+        """Drain (see the module docstring), SIGTERM, SIGKILL as a last resort; clean up.
+
+        Returns tritonserver's exit code (negative: the signal that ended it), or None when it
+        was not running. ``timeout_s`` (default ``exit_timeout_s``) bounds drain and exit
+        together, plus 10 s of grace before SIGKILL.
+        """
+        with self._lock:
+            process, self._process = self._process, None
+        budget = float(timeout_s if timeout_s is not None else self.exit_timeout_s)
+        deadline = time.monotonic() + budget
         code = None
+        if self._guard is not None:
+            self._guard.stop()
+            self._guard = None
         if process is not None:
+            if process.poll() is None and drain_first:
+                self._event("draining: no new requests, waiting for the in-flight ones")
+                # the shedder's queue is in flight too: let it through before unloading
+                if self._shedder is not None and not self._shedder.drain(timeout_s=budget):
+                    self._event("load shedder still busy at the exit timeout")
+                if self.drainable:
+                    remaining = max(deadline - time.monotonic(), 0.0)
+                    self.last_drain = drain(self._admin_url, timeout_s=remaining, log=self._event)
+                    self._event(self.last_drain.summary())
+            if self._shedder is not None:
+                self._shedder.stop()
+                self._shedder = None
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=timeout_s or self.exit_timeout_s + 15)
+                code = process.wait(timeout=max(deadline - time.monotonic(), 0) + 10)
             except subprocess.TimeoutExpired:
+                self._event(f"tritonserver did not exit within {budget:.0f} s: SIGKILL")
                 process.kill()
                 code = process.wait()
             if self._reader is not None:
                 self._reader.join(timeout=5)
+            self.returncode = code
+            self._cleanup(process.pid)
+        return code
+
+    def _cleanup(self, pgid: int) -> None:
+        """Stubs left in the process group, our shared-memory regions, the work folder."""
+        for done in cleanup(pgid=pgid, shm_prefix=self.shm_prefix, workdir=None):
+            self._event(done)
         if self._workdir is not None:
             with contextlib.suppress(OSError):
                 self._workdir.cleanup()
             self._workdir = None
-        return code
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
-    def wait(self) -> int:
-        """Block until the server exits by itself."""
-        assert self._process is not None
-        return self._process.wait()
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Block until the server exits by itself (or ``timeout_s`` passes: None)."""
+        process = self._process
+        if process is None:
+            return self.returncode
+        try:
+            self.returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -16,7 +16,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tdeploy_batching import execute_batched, string_parameters
+from tdeploy_batching import execute_batched, input_shapes, string_parameters
 from tdeploy_xgboost import fast_predictor
 
 DEFAULT_FILENAMES = {
@@ -97,6 +97,7 @@ class TritonPythonModel:
             )
         self.output_width = int(np.prod([int(d) for d in outputs["output__0"]["dims"]]))
         self.n_features = int(inputs["input__0"]["dims"][-1])
+        self.expected = input_shapes(config)
 
     def _run(self, batch):
         features = np.ascontiguousarray(batch["input__0"], dtype=np.float32).reshape(
@@ -125,5 +126,5 @@ class TritonPythonModel:
 
     def execute(self, requests):
         return execute_batched(
-            pb_utils, requests, ["input__0"], {"output__0": np.float32}, self._run
+            pb_utils, requests, ["input__0"], {"output__0": np.float32}, self._run, self.expected
         )

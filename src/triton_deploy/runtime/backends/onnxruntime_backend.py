@@ -18,7 +18,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tdeploy_batching import execute_batched, string_parameters
+from tdeploy_batching import execute_batched, input_shapes, string_parameters
 
 
 def _flag(parameters, key, default):
@@ -69,6 +69,7 @@ class TritonPythonModel:
             path, session_options(config), providers=["CPUExecutionProvider"]
         )
         self.input_names = [tensor["name"] for tensor in config["input"]]
+        self.expected = input_shapes(config)
         self.outputs = {
             tensor["name"]: pb_utils.triton_string_to_numpy(tensor["data_type"])
             for tensor in config["output"]
@@ -94,4 +95,6 @@ class TritonPythonModel:
         return dict(zip(self.output_names, values, strict=True))
 
     def execute(self, requests):
-        return execute_batched(pb_utils, requests, self.input_names, self.outputs, self._run)
+        return execute_batched(
+            pb_utils, requests, self.input_names, self.outputs, self._run, self.expected
+        )

@@ -41,6 +41,59 @@ def split(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np
     ]
 
 
+def input_shapes(model_config: dict) -> tuple[int, dict[str, list[int]]]:
+    """``(max_batch_size, {input name: dims the model sees})`` for ``check_inputs``: the
+    config's dims, or its ``reshape`` (Triton reshapes before the backend sees the tensor)."""
+    dims = {
+        tensor["name"]: [
+            int(d)
+            for d in (
+                tensor["reshape"].get("shape", [])
+                if "reshape" in tensor
+                else tensor.get("dims", [])
+            )
+        ]
+        for tensor in model_config.get("input", [])
+    }
+    return int(model_config.get("max_batch_size", 0)), dims
+
+
+def check_inputs(
+    tensors: dict[str, np.ndarray], expected: tuple[int, dict[str, list[int]]]
+) -> str | None:
+    """Why a request's tensors do not fit the config (None if they do).
+
+    Triton 2.51 keeps the batch size in 32 bits: a batch dimension of 2^32 or more is truncated
+    (``[2^62, 8, 8]`` becomes batch 0 and reaches the backend as ``[8, 8]``, with matching
+    bytes) and the request would succeed with wrong output shapes. So every input must have the
+    batch dimension, the configured dims, and at most ``max_batch_size`` rows.
+    """
+    max_batch_size, dims = expected
+    for name, value in tensors.items():
+        want = dims.get(name)
+        if want is None:
+            continue
+        shape = list(value.shape)
+        full = (["batch"] if max_batch_size > 0 else []) + want
+        if len(shape) != len(full):
+            return f"input tensor '{name}' has shape {shape}, expected {full}" + (
+                " (a batch dimension of 2^32 or more is truncated by the server)"
+                if max_batch_size > 0 and len(shape) == len(want)
+                else ""
+            )
+        inner = shape[1:] if max_batch_size > 0 else shape
+        if any(w != -1 and w != s for w, s in zip(want, inner, strict=True)):
+            return f"input tensor '{name}' has shape {shape}, expected {full}"
+        if max_batch_size > 0 and shape[0] > max_batch_size:
+            return (
+                f"input tensor '{name}' has a batch of {shape[0]} rows, "
+                f"over max_batch_size {max_batch_size}"
+            )
+        if value.dtype != np.object_ and value.nbytes != int(np.prod(shape)) * value.itemsize:
+            return f"input tensor '{name}': {value.nbytes} bytes do not fill shape {shape}"
+    return None
+
+
 def string_parameters(model_config: dict) -> dict[str, str]:
     """A model config's ``parameters`` as plain strings (the native backends read strings)."""
     return {
@@ -111,11 +164,13 @@ def _invalid(pb_utils, message):
     return pb_utils.InferenceResponse(error=error)
 
 
-def execute_batched(pb_utils, requests, input_names, output_specs, run):
+def execute_batched(pb_utils, requests, input_names, output_specs, run, expected=None):
     """Serve ``requests`` with one call of ``run(batch: dict) -> dict`` and build the responses.
 
-    ``output_specs`` maps output name to numpy dtype. A ``RequestError`` from validating one
-    request fails that request alone; an error from ``run`` fails every request of the batch.
+    ``output_specs`` maps output name to numpy dtype. ``expected`` (``input_shapes(config)``)
+    makes every request's tensors be checked against the config first. A ``RequestError``
+    from validating one request fails that request alone; an error from ``run`` fails every
+    request of the batch.
     """
     responses = [None] * len(requests)
     good, arrays = [], []
@@ -124,8 +179,12 @@ def execute_batched(pb_utils, requests, input_names, output_specs, run):
         if problem is not None:
             responses[index] = _invalid(pb_utils, problem)
         else:
-            good.append(index)
-            arrays.append(tensors)
+            problem = check_inputs(tensors, expected) if expected is not None else None
+            if problem is not None:
+                responses[index] = _invalid(pb_utils, problem)
+            else:
+                good.append(index)
+                arrays.append(tensors)
     if not good:
         return responses
     try:

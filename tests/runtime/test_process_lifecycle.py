@@ -1,0 +1,208 @@
+"""No debris: the server dies with `tdeploy serve`, stubs and shared memory are cleaned up,
+busy ports are refused before starting, crashes are restarted, SIGHUP drains."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+from servingtools import python_model, shm_prefix_of, shm_regions
+
+from triton_deploy.errors import PortInUseError
+from triton_deploy.runtime.server import TritonServer, free_port
+
+pytestmark = pytest.mark.server
+TDEPLOY = Path(sys.executable).parent / "tdeploy"
+
+
+@pytest.fixture
+def echo_repository(tmp_path: Path) -> Path:
+    python_model(tmp_path / "repo", "echo")
+    return tmp_path / "repo"
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until(condition: object, timeout_s: float = 60) -> bool:
+    """Poll ``condition()`` until true (a wait for an event, not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Serve:
+    """`tdeploy serve` in a real process, read until its ready banner."""
+
+    def __init__(self, repository: Path, *extra: str) -> None:
+        self.grpc_port = free_port()
+        self.process = subprocess.Popen(
+            [
+                str(TDEPLOY),
+                "serve",
+                "--repository",
+                str(repository),
+                "--grpc-port",
+                str(self.grpc_port),
+                "--http-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
+                "--no-log-server",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {"COLUMNS": "200"},
+        )
+        self.output: list[str] = []
+        self.read_until("  stop:")
+
+    def read_until(self, marker: str) -> str:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if marker in line:
+                return line
+        raise AssertionError(f"{marker!r} never printed:\n{''.join(self.output)}")
+
+    def tritonserver(self) -> psutil.Process:
+        children = psutil.Process(self.process.pid).children()
+        return next(p for p in children if p.name() == "tritonserver")
+
+    def ready(self) -> bool:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}") as client:
+            try:
+                return bool(client.is_server_ready(client_timeout=2))
+            except Exception:
+                return False
+
+
+@pytest.fixture
+def serve_processes() -> Iterator[list[Serve]]:
+    started: list[Serve] = []
+    yield started
+    for serve in started:  # a failed test must not leave a server behind
+        if serve.process.poll() is None:
+            serve.process.send_signal(signal.SIGTERM)
+            serve.process.communicate(timeout=60)
+
+
+def test_sigkill_of_serve_leaves_no_process_and_no_shared_memory(
+    model_repository: Path, serve_processes: list[Serve]
+) -> None:
+    serve = Serve(model_repository)
+    serve_processes.append(serve)
+    triton = serve.tritonserver()
+    stubs = triton.children()
+    assert len(stubs) >= 5  # one Python backend stub per model instance
+    prefix = shm_prefix_of(triton.pid)
+    assert shm_regions(prefix)
+    workdir = Path(
+        next(a for a in triton.cmdline() if a.startswith("--backend-directory=")).split("=", 1)[1]
+    ).parent
+    assert workdir.is_dir()
+
+    serve.process.kill()  # no chance to clean up: the kernel and the reaper must
+    serve.process.wait()
+    assert _wait_until(lambda: all(_gone(p) for p in [triton, *stubs])), [
+        p for p in [triton, *stubs] if not _gone(p)
+    ]
+    assert _wait_until(lambda: not shm_regions(prefix)), shm_regions(prefix)
+    assert _wait_until(lambda: not workdir.exists())
+
+
+def test_a_killed_tritonserver_leaves_no_stub_and_no_shared_memory(echo_repository: Path) -> None:
+    server = TritonServer(echo_repository).start()
+    assert server.pid is not None
+    triton = psutil.Process(server.pid)
+    stubs = triton.children()
+    prefix = shm_prefix_of(server.pid)
+    assert stubs and shm_regions(prefix)
+    os.kill(server.pid, signal.SIGKILL)  # the stubs are orphaned: they ignore SIGTERM
+    assert server.stop() == -signal.SIGKILL
+    assert all(_gone(p) for p in stubs)
+    assert shm_regions(prefix) == []
+
+
+def test_busy_ports_are_refused_naming_the_port_and_its_holder(
+    echo_repository: Path,
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(PortInUseError) as info:
+            TritonServer(echo_repository, grpc_port=port).start()
+    message = str(info.value)
+    assert f"gRPC port {port} on 127.0.0.1 is in use" in message
+    assert f"pid {os.getpid()}" in message and "--grpc-port" in message
+
+
+def test_a_second_server_on_the_same_ports_is_refused_before_it_starts(
+    echo_repository: Path,
+) -> None:
+    ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
+    with TritonServer(echo_repository, **ports) as first:
+        with pytest.raises(PortInUseError, match=r"held by pid \d+ \(tritonserver"):
+            TritonServer(echo_repository, **ports).start()
+        assert first.is_ready()
+
+
+def test_serve_restarts_a_crashed_server_and_says_why(
+    echo_repository: Path, serve_processes: list[Serve]
+) -> None:
+    serve = Serve(echo_repository, "--max-restarts", "2")
+    serve_processes.append(serve)
+    first = serve.tritonserver()
+    first.send_signal(signal.SIGSEGV)
+    cause = serve.read_until("tritonserver killed")
+    assert "killed by SIGSEGV (signal 11)" in cause
+    serve.read_until("tritonserver restarted: ready")
+    assert serve.ready()
+    assert serve.tritonserver().pid != first.pid
+    serve.process.send_signal(signal.SIGTERM)
+    rest, _ = serve.process.communicate(timeout=60)
+    assert serve.process.returncode == 0, rest
+
+
+def test_serve_gives_up_after_max_restarts(
+    echo_repository: Path, serve_processes: list[Serve]
+) -> None:
+    serve = Serve(echo_repository, "--max-restarts", "1")
+    serve_processes.append(serve)
+    serve.tritonserver().kill()
+    serve.read_until("tritonserver restarted: ready")
+    serve.tritonserver().kill()
+    rest, _ = serve.process.communicate(timeout=60)
+    assert serve.process.returncode == 1
+    assert "giving up: 1 restarts within 600 s" in rest
+
+
+def test_sighup_drains_and_stops_serve(echo_repository: Path, serve_processes: list[Serve]) -> None:
+    """Closing the terminal sends SIGHUP: drain and stop, leaving nothing behind."""
+    serve = Serve(echo_repository)
+    serve_processes.append(serve)
+    triton = serve.tritonserver()
+    serve.process.send_signal(signal.SIGHUP)
+    rest, _ = serve.process.communicate(timeout=60)
+    assert serve.process.returncode == 0, rest
+    assert "SIGHUP: stopping" in rest and "drained 1 models" in rest
+    assert _gone(triton)
