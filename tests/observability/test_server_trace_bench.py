@@ -18,8 +18,8 @@ def test_the_benchmark_runs_and_counts_trace_bytes(
     off, traced = measure(
         observed_repository, "scorer", seconds=0.5, concurrency=2, settings=settings
     )
+    assert off.errors == traced.errors == 0, (off.first_error, traced.first_error)
     assert off.requests > 0 and traced.requests > 0
-    assert off.errors == traced.errors == 0
     assert off.trace_bytes_per_request == 0 and traced.trace_bytes_per_request > 500
 
 

@@ -206,3 +206,47 @@ def test_sighup_drains_and_stops_serve(echo_repository: Path, serve_processes: l
     assert serve.process.returncode == 0, rest
     assert "SIGHUP: stopping" in rest and "drained 1 models" in rest
     assert _gone(triton)
+
+
+_STARTED_FROM_A_THREAD = """
+import sys, threading, time
+from pathlib import Path
+from triton_deploy.runtime.server import TritonServer
+
+servers = []
+worker = threading.Thread(target=lambda: servers.append(TritonServer(Path(sys.argv[1])).start()))
+worker.start()
+worker.join()  # the thread that started the server is gone
+print("READY", servers[0].pid, servers[0].grpc_port, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_server_started_from_a_short_lived_thread_lives_until_its_process_dies(
+    echo_repository: Path, tmp_path: Path
+) -> None:
+    """Linux sends PR_SET_PDEATHSIG when the forking *thread* ends: a server started from a
+    worker thread (a supervisor, an application's pool) must outlive that thread, and still
+    die with its process."""
+    script = tmp_path / "start_in_thread.py"
+    script.write_text(_STARTED_FROM_A_THREAD)
+    owner = subprocess.Popen(
+        [sys.executable, str(script), str(echo_repository)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline()
+        assert line.startswith("READY"), line + owner.stdout.read()
+        _, pid, port = line.split()
+        triton = psutil.Process(int(pid))
+        time.sleep(1)  # the death signal, had it fired, would have ended it by now
+        assert not _gone(triton)
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{port}") as client:
+            assert client.is_server_ready(client_timeout=5)
+    finally:
+        owner.kill()
+        owner.wait()
+    assert _wait_until(lambda: _gone(triton))

@@ -51,11 +51,12 @@ class Point:
     p50_ms: float
     p99_ms: float
     trace_bytes_per_request: float
+    first_error: str = ""  # what the first failed request said ("" when none failed)
 
 
 async def _load(
     url: str, model: str, inputs: dict[str, np.ndarray], concurrency: int, seconds: float
-) -> tuple[list[float], int]:
+) -> tuple[list[float], int, str]:
     import tritonclient.grpc.aio as aioclient
 
     client = aioclient.InferenceServerClient(url)
@@ -71,23 +72,25 @@ async def _load(
         requests.append(tensors)
     latencies: list[float] = []
     errors = 0
+    first_error = ""
     deadline = time.perf_counter() + seconds
 
     async def worker(k: int) -> None:
-        nonlocal errors
+        nonlocal errors, first_error
         i = k
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
                 await client.infer(model, requests[i % len(requests)])
                 latencies.append(time.perf_counter() - started)
-            except Exception:  # counted; the run goes on
+            except Exception as exc:  # counted; the run goes on
                 errors += 1
+                first_error = first_error or f"{type(exc).__name__}: {exc}"
             i += concurrency
 
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
     await client.close()
-    return latencies, errors
+    return latencies, errors, first_error
 
 
 def measure(
@@ -120,7 +123,7 @@ def measure(
                 for f in folder.iterdir():
                     f.unlink()
                 started = time.perf_counter()
-                latencies, errors = asyncio.run(
+                latencies, errors, first_error = asyncio.run(
                     _load(server.grpc_url, model, inputs, concurrency, seconds)
                 )
                 elapsed = time.perf_counter() - started
@@ -136,10 +139,13 @@ def measure(
             float(np.percentile(ms, 50)) if ms.size else float("nan"),
             float(np.percentile(ms, 99)) if ms.size else float("nan"),
             written / max(len(latencies), 1),
+            first_error,
         )
         points.append(point)
         if console is not None:
             console.print(f"{name}: {point.throughput:.0f} req/s, p99 {point.p99_ms:.2f} ms")
+            if point.errors:
+                console.print(f"  {point.errors} failed requests; the first: {point.first_error}")
     return points
 
 

@@ -1,7 +1,10 @@
 """What keeps a local tritonserver from outliving ``tdeploy serve`` or leaving debris behind.
 
-- ``parent_death_signal``: the kernel sends tritonserver SIGKILL when the process that started
-  it dies, whatever killed it (SIGKILL, a crash, a closed terminal): ``PR_SET_PDEATHSIG``.
+- ``spawn``: starts a child that the kernel sends SIGKILL when the process that started it
+  dies, whatever killed it (SIGKILL, a crash, a closed terminal): ``PR_SET_PDEATHSIG``. Linux
+  ties that signal to the *thread* that forked, so ``spawn`` forks from one thread that lives
+  as long as the process: a server started from a short-lived worker thread (a supervisor, a
+  test's stand-in kubelet, an application's own pool) is not killed when that thread ends.
 - Python backend stubs are tritonserver's children and stay in its process group; orphaned,
   they ignore SIGTERM and keep their shared-memory regions. ``kill_process_group`` ends them,
   ``remove_shm_regions`` removes the regions: every server gets a prefix of its own
@@ -28,10 +31,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
-from typing import IO
+from queue import SimpleQueue
+from typing import IO, Any
 
 from triton_deploy.errors import PortInUseError
 
@@ -45,6 +51,7 @@ __all__ = [
     "port_holder",
     "process_group_alive",
     "remove_shm_regions",
+    "spawn",
     "sweep_stale_shm_regions",
 ]
 
@@ -55,10 +62,9 @@ _PREFIX = re.compile(r"^tdeploy-(\d+)-[0-9a-f]+-")
 
 
 def parent_death_signal(sig: int = signal.SIGKILL) -> Callable[[], None]:
-    """A ``preexec_fn`` that asks the kernel to send ``sig`` when the parent thread exits.
+    """A ``preexec_fn`` that asks the kernel to send ``sig`` when the parent *thread* exits.
 
-    Linux ties the signal to the *thread* that forked: start servers from a thread that lives
-    as long as they should (the main thread in ``tdeploy serve``).
+    Use it through ``spawn``, which forks from a thread that lives as long as the process.
     """
     parent = os.getpid()
     prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
@@ -69,6 +75,54 @@ def parent_death_signal(sig: int = signal.SIGKILL) -> Callable[[], None]:
             os.kill(os.getpid(), int(sig))
 
     return _set
+
+
+class _Spawner:
+    """One daemon thread, started on first use, that forks every child ``spawn`` starts.
+
+    A daemon thread ends only with the process, so the death signal fires when the process
+    dies and not when the caller's thread ends. A fork after ``os.fork()`` (a new pid) starts a
+    new thread: the parent's thread does not exist in the child.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._queue: SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = SimpleQueue()
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._queue = SimpleQueue()
+                threading.Thread(
+                    target=self._loop, args=(self._queue,), name="tdeploy-spawner", daemon=True
+                ).start()
+                self._pid = os.getpid()
+            queue = self._queue
+        done: Future[Any] = Future()
+        queue.put((work, done))
+        return done.result()
+
+    @staticmethod
+    def _loop(queue: SimpleQueue[tuple[Callable[[], Any], Future[Any]]]) -> None:
+        while True:
+            work, done = queue.get()
+            try:
+                done.set_result(work())
+            except BaseException as exc:  # handed to the caller, re-raised in its thread
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
+def spawn(
+    args: list[str], *, death_signal: int = signal.SIGKILL, **popen: Any
+) -> subprocess.Popen[str]:
+    """``subprocess.Popen(args, **popen)`` whose child gets ``death_signal`` when this process
+    dies, from whichever thread it is called."""
+    hook = parent_death_signal(death_signal)
+    return _SPAWNER.run(lambda: subprocess.Popen(args, preexec_fn=hook, **popen))
 
 
 # -- shared memory ---------------------------------------------------------------------------------

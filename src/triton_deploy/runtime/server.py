@@ -55,7 +55,7 @@ from triton_deploy.runtime.lifecycle import (
     check_ports_free,
     cleanup,
     new_shm_prefix,
-    parent_death_signal,
+    spawn,
     sweep_stale_shm_regions,
 )
 from triton_deploy.runtime.repository import (
@@ -277,7 +277,7 @@ class TritonServer:
             else self.repository
         )
         self._reaper = Reaper().start()
-        self._process = subprocess.Popen(
+        self._process = spawn(
             self.command(installation, backends, repository),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -285,7 +285,6 @@ class TritonServer:
             errors="replace",
             env=installation.environment(),
             start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
-            preexec_fn=parent_death_signal(),
         )
         self._reaper.watch(
             pgid=self._process.pid, shm_prefix=self.shm_prefix, workdir=self._workdir.name

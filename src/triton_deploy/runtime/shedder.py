@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from triton_deploy.errors import RuntimeEnvironmentError, ServerStartError
-from triton_deploy.runtime.lifecycle import parent_death_signal
+from triton_deploy.runtime.lifecycle import spawn
 
 __all__ = ["OVERLOADED_MESSAGE", "Shedder", "haproxy_binary", "render_config"]
 
@@ -136,13 +136,12 @@ class Shedder:
             raise ServerStartError(f"HAProxy rejected the shedder config: {check.stderr.strip()}")
         log = Path(self._workdir.name) / "haproxy.log"
         with log.open("w") as sink:
-            self._process = subprocess.Popen(
+            self._process = spawn(
                 [binary, "-db", "-f", str(path)],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
-                preexec_fn=parent_death_signal(),
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
