@@ -26,4 +26,6 @@ def test_overload_benchmark_runs_and_writes_its_report(
     assert [d["after_overload"] for d in report["drain"]] == [False, True]
     names = [f["name"] for f in report["figures"]]
     assert any("RSS growth" in n for n in names) and any("in-flight failures" in n for n in names)
+    assert any("at the server edge" in n for n in names)  # from the shedder's access log
+    assert report["edge_normal_p99_ms"] > 0
     assert (tmp_path / "overload.png").stat().st_size > 0

@@ -16,7 +16,7 @@ from servingtools import pipeline_repository
 from tritonclient.utils import InferenceServerException
 
 from triton_deploy.runtime.server import TritonServer
-from triton_deploy.runtime.shedder import OVERLOADED_MESSAGE, render_config
+from triton_deploy.runtime.shedder import OVERLOADED_MESSAGE, read_access_log, render_config
 
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="haproxy missing: run `bash .ci/system-deps`"
@@ -24,9 +24,14 @@ needs_haproxy = pytest.mark.skipif(
 pytestmark = [needs_haproxy]
 
 
-def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("access_log", [False, True])
+def test_the_rendered_config_is_valid_haproxy(tmp_path: Path, access_log: bool) -> None:
     config = render_config(
-        listen=("0.0.0.0", 8001), upstream=("127.0.0.1", 8011), max_inflight=32, max_queued=16
+        listen=("0.0.0.0", 8001),
+        upstream=("127.0.0.1", 8011),
+        max_inflight=32,
+        max_queued=16,
+        access_log=access_log,
     )
     (tmp_path / "haproxy.cfg").write_text(config)
     check = subprocess.run(
@@ -53,7 +58,10 @@ def test_beyond_inflight_and_queued_requests_are_answered_at_once_and_the_rest_d
     tmp_path: Path,
 ) -> None:
     repo = pipeline_repository(tmp_path / "repo", first_step_delay_s=2.0)
-    server = TritonServer(repo, max_inflight=2, max_queued=2, exit_timeout_s=30).start()
+    log = tmp_path / "access.log"
+    server = TritonServer(
+        repo, max_inflight=2, max_queued=2, exit_timeout_s=30, shedder_access_log=log
+    ).start()
     results: dict[int, tuple[str, float]] = {}
     threads = []
     for i in range(10):
@@ -72,3 +80,9 @@ def test_beyond_inflight_and_queued_requests_are_answered_at_once_and_the_rest_d
     # answered at once: before any accepted request could finish its 2 s first step
     assert max(t for _, t in rejected.values()) < min(results[i][1] for i in ok)
     assert code == 0
+    # the access log tells the same story from the server's side: 4 served, 6 shed at once
+    records = read_access_log(log)
+    served = sorted(r.total_ms for r in records if not r.shed)
+    shed = [r for r in records if r.shed]
+    assert len(served) == 4 and len(shed) == 6, records
+    assert served[0] >= 2000 and all(r.total_ms < 1000 and r.status == 200 for r in shed)

@@ -137,6 +137,7 @@ class TritonServer:
         allow_failed_parity: bool = False,
         max_inflight: int | None = None,
         max_queued: int | None = None,
+        shedder_access_log: Path | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self._given_ports = {
@@ -160,6 +161,7 @@ class TritonServer:
         self.allow_failed_parity = allow_failed_parity
         self.max_inflight = max_inflight or None
         self.max_queued = max_queued
+        self.shedder_access_log = shedder_access_log
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}
@@ -301,6 +303,7 @@ class TritonServer:
                     upstream_port=self._triton_grpc_port,
                     max_inflight=self.max_inflight,
                     max_queued=self.max_queued,
+                    access_log=self.shedder_access_log,
                 ).start()
         except BaseException:
             self.stop(drain_first=False)

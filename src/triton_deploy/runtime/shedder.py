@@ -25,6 +25,8 @@ So the bound sits in front of Triton instead, where a request costs nothing yet:
     shedder.stop()
 
 ``render_config`` is the whole configuration; the Helm chart's sidecar uses the same lines.
+With ``access_log=`` HAProxy writes one line per request (``read_access_log``): its own
+timings, taken where the request meets the server, free of any client's scheduling delays.
 """
 
 from __future__ import annotations
@@ -35,12 +37,20 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from triton_deploy.errors import RuntimeEnvironmentError, ServerStartError
 from triton_deploy.runtime.lifecycle import spawn
 
-__all__ = ["OVERLOADED_MESSAGE", "Shedder", "haproxy_binary", "render_config"]
+__all__ = [
+    "OVERLOADED_MESSAGE",
+    "AccessRecord",
+    "Shedder",
+    "haproxy_binary",
+    "read_access_log",
+    "render_config",
+]
 
 #: grpc-message of the shedder's rejections (clients map it to ServerOverloaded).
 OVERLOADED_MESSAGE = "server overloaded: queue full, retry with backoff"
@@ -58,6 +68,38 @@ def haproxy_binary() -> str:
     return found
 
 
+_ACCESS_TAG = "tdeploy-access"
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """One request as HAProxy saw it (times in ms, HAProxy's resolution)."""
+
+    status: int  # HTTP status (200 for every gRPC answer, the shedder's rejections included)
+    queued_ms: int  # wait in the shedder's queue (-1: never queued)
+    total_ms: int  # from the whole request received to the last byte of the answer
+    shed: bool  # answered by the shedder itself (no server): rejected, or timed out in queue
+
+
+def read_access_log(path: Path, start: int = 0, end: int | None = None) -> list[AccessRecord]:
+    """The access lines of ``path`` between byte offsets ``start`` and ``end``."""
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read() if end is None else f.read(max(end - start, 0))
+    records = []
+    for line in data.decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == _ACCESS_TAG:
+            try:
+                status, queued, total = int(parts[1]), int(parts[2]), int(parts[3])
+            except ValueError:
+                continue
+            if status <= 0:  # a connection that sent no request (a port probe)
+                continue
+            records.append(AccessRecord(status, queued, total, parts[4] == "<NOSRV>"))
+    return records
+
+
 def render_config(
     *,
     listen: tuple[str, int],
@@ -65,14 +107,20 @@ def render_config(
     max_inflight: int,
     max_queued: int,
     timeout_queue_s: float = 5.0,
+    access_log: bool = False,
 ) -> str:
     """haproxy.cfg for the shedder (see the module docstring)."""
     host, port = listen
+    log_global, log_frontend = "", ""
+    if access_log:  # one line a request on stdout: status, queue wait, total time, server
+        log_global = "\n    log stdout format raw local0 info"
+        log_frontend = f'\n    log global\n    option dontlognull\n    log-format "{_ACCESS_TAG} %ST %Tw %Ta %s"'
+
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     connections = max(4096, 4 * (max_inflight + max_queued))
     return f"""# tdeploy load shedder: at most {max_inflight} requests inside Triton, {max_queued} queued here
 global
-    maxconn {connections}
+    maxconn {connections}{log_global}
     # a gRPC client multiplexes its calls on one connection: let it
     tune.h2.max-concurrent-streams 4096
 
@@ -86,7 +134,7 @@ defaults
     timeout queue {int(timeout_queue_s * 1000)}ms
 
 frontend grpc
-    bind {bind} proto h2
+    bind {bind} proto h2{log_frontend}
     default_backend triton
 
 backend triton
@@ -110,6 +158,7 @@ class Shedder:
         max_inflight: int,
         max_queued: int | None = None,
         timeout_queue_s: float = 5.0,
+        access_log: Path | None = None,
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be at least 1, got {max_inflight}")
@@ -119,7 +168,9 @@ class Shedder:
             max_inflight=max_inflight,
             max_queued=max_queued if max_queued is not None else max_inflight,
             timeout_queue_s=timeout_queue_s,
+            access_log=access_log is not None,
         )
+        self.access_log = access_log
         self.listen = listen
         self._process: subprocess.Popen[str] | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -134,8 +185,8 @@ class Shedder:
         )
         if check.returncode != 0:
             raise ServerStartError(f"HAProxy rejected the shedder config: {check.stderr.strip()}")
-        log = Path(self._workdir.name) / "haproxy.log"
-        with log.open("w") as sink:
+        log = self.access_log or Path(self._workdir.name) / "haproxy.log"
+        with log.open("a") as sink:
             self._process = spawn(
                 [binary, "-db", "-f", str(path)],
                 stdout=sink,
