@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from chartargs import RELEASE, render, triton_container
-from observetools import clean_feed, drive
+from observetools import chart_metrics_args, clean_feed, drive
 from typer.testing import CliRunner
 
 from triton_deploy.cli import app
@@ -161,7 +161,17 @@ def test_requests_without_traceparent_get_their_own_traces(
     assert own, "no span for the scorer request"
 
 
-def test_monitor_reads_live_metrics_with_latency_quantiles(otel_server: TritonServer) -> None:
+@pytest.fixture(scope="module")
+def metrics_server(observed_repository: Path) -> Iterator[TritonServer]:
+    """The chart's metrics flags (latency summaries) without OpenTelemetry tracing: Triton 2.51
+    in mode opentelemetry at rate 1 crashes (SIGSEGV) now and then under concurrent load
+    (triton-inference-server/server#7795; here 2 of 8 runs of 8 s with 4 clients, 0 of 8 at
+    rate 10). The README says so; this test is about `tdeploy monitor`, not that crash."""
+    with TritonServer(observed_repository, extra_args=chart_metrics_args()) as server:
+        yield server
+
+
+def test_monitor_reads_live_metrics_with_latency_quantiles(metrics_server: TritonServer) -> None:
     stop = threading.Event()
     feed = replace(clean_feed(20), failing_words=0)
 
@@ -170,20 +180,21 @@ def test_monitor_reads_live_metrics_with_latency_quantiles(otel_server: TritonSe
         for _ in range(2000):
             if stop.is_set() or time.monotonic() > deadline:
                 return
-            drive(otel_server.grpc_url, feed, requests=20, workers=4)
+            drive(metrics_server.grpc_url, feed, requests=20, workers=4)
 
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
     runner = CliRunner()
     try:
         time.sleep(1.0)
-        base = ["monitor", "--metrics-url", otel_server.metrics_url, "--interval", "2", "--json",
+        base = ["monitor", "--metrics-url", metrics_server.metrics_url, "--interval", "2", "--json",
                 "--color", "blue", "--no-plot"]  # fmt: skip
         passed = runner.invoke(app, [*base, "--max-p99-ms", "10000"])
         slow = runner.invoke(app, [*base, "--model", "scorer", "--max-p99-ms", "0.001"])
     finally:
         stop.set()
         thread.join(timeout=60)
+    assert metrics_server.running, "\n".join(list(metrics_server.log)[-40:])
     assert passed.exit_code == 0, passed.output
     report = json.loads(passed.stdout)
     models = {m["model"]: m for m in report["models"]}

@@ -13,7 +13,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from servingtools import pipeline_repository
 
-from triton_deploy.runtime.loadgen import InBackground, Load, Sample, Target
+from triton_deploy.runtime.loadgen import Target
+from triton_deploy.runtime.overload import load_then_stop
 from triton_deploy.runtime.repository import read_repository
 from triton_deploy.runtime.server import TritonServer
 
@@ -66,49 +67,6 @@ def test_stop_drains_in_flight_ensemble_requests(tmp_path: Path) -> None:
     assert server.last_drain.unloaded[0] == "pipeline"  # the ensemble first
 
 
-def _in_flight_failures(samples: list[Sample], stopped_at: float) -> list[Sample]:
-    """Requests sent before the stop began that the server took and did not answer.
-
-    A request sent just before the stop may reach the server after the unload and be refused
-    at the entry ("no available versions"): never taken, so not in flight (loadgen.classify).
-    """
-    return [s for s in samples if s.sent < stopped_at and s.outcome in ("failed", "deadline")]
-
-
-def _load_then_stop(
-    server: TritonServer, targets: list[Target], *, overload_rate: float | None
-) -> tuple[list[Sample], float, int | None]:
-    done = threading.Event()
-    with Load(server.grpc_url) as load:
-        loops = [
-            InBackground(
-                load.closed_loop,
-                targets=targets,
-                concurrency=256,
-                seconds=120,
-                deadline_s=60,
-                stop=done,
-            )
-        ]
-        if overload_rate:
-            loops.append(
-                InBackground(
-                    load.open_loop,
-                    targets=targets,
-                    rate=overload_rate,
-                    seconds=120,
-                    deadline_s=60,
-                    stop=done,
-                )
-            )
-        time.sleep(4)
-        stopped_at = load.now()
-        code = server.stop()
-        done.set()
-        samples = [s for loop in loops for s in loop.result()]
-    return samples, stopped_at, code
-
-
 @pytest.mark.parametrize(
     ("overload", "shedder"),
     [(False, False), (True, False), (True, True)],
@@ -126,14 +84,11 @@ def test_sigterm_at_c256_through_the_ensembles_loses_nothing(
     ensembles = [m for m in server.loaded if models[m].kind == "ensemble"]
     targets = [Target.from_repository(model_repository, m, server.grpc_url) for m in ensembles]
     # "overload": an open loop on top of c=256 at a rate no 2-core machine keeps up with
-    samples, stopped_at, code = _load_then_stop(
-        server, targets, overload_rate=3000 if overload else None
-    )
-    before = [s for s in samples if s.sent < stopped_at]
-    outcomes = collections.Counter(s.outcome for s in before)
+    run = load_then_stop(server, targets, overload_rate=3000 if overload else None, load_seconds=4)
+    outcomes = collections.Counter(s.outcome for s in run.before_stop())
     assert outcomes["ok"] > 256, outcomes
-    assert _in_flight_failures(samples, stopped_at) == []
-    assert code == 0  # exited by itself within the exit timeout, no SIGKILL
+    assert run.in_flight_failures() == []
+    assert run.exit_code == 0  # exited by itself within the exit timeout, no SIGKILL
     assert server.last_drain is not None and server.last_drain.complete
 
 

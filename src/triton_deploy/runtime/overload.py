@@ -51,7 +51,7 @@ from triton_deploy.runtime.repository import read_config, read_repository
 from triton_deploy.runtime.server import TritonServer
 from triton_deploy.runtime.shedder import read_access_log
 
-__all__ = ["Figure", "bounded_queues", "main", "server_rss_mb"]
+__all__ = ["Figure", "StopUnderLoad", "bounded_queues", "load_then_stop", "main", "server_rss_mb"]
 
 console = Console()
 
@@ -305,14 +305,36 @@ def _timeline(report: Report, samples: Sequence[Sample]) -> None:
     report.timeline["ok_p99_ms"] = p99
 
 
-def _drain_run(
+@dataclass
+class StopUnderLoad:
+    """What ``load_then_stop`` saw: every request, when the stop began, how it went."""
+
+    samples: list[Sample]
+    stopped_at: float  # load-clock seconds
+    shutdown_s: float
+    exit_code: int | None
+
+    def before_stop(self) -> list[Sample]:
+        return [s for s in self.samples if s.sent < self.stopped_at]
+
+    def in_flight_failures(self) -> list[Sample]:
+        """Requests sent before the stop began that the server took and did not answer.
+
+        A request sent just before the stop may reach the server after the unload and be
+        refused at the entry ("no available versions"): never taken, so not in flight
+        (``loadgen.classify``); one shed by the load shedder was answered at once."""
+        return [s for s in self.before_stop() if s.outcome in ("failed", "deadline")]
+
+
+def load_then_stop(
     server: TritonServer,
     targets: list[Target],
     *,
     overload_rate: float | None,
     load_seconds: float = 5.0,
-) -> dict[str, Any]:
-    """c=256 (plus an open-loop overload) through the targets, then ``server.stop()``."""
+) -> StopUnderLoad:
+    """c=256 closed loop (plus an open loop at ``overload_rate``, for twice as long) through
+    the targets, then ``server.stop()``, what SIGTERM to ``tdeploy serve`` does."""
     done = threading.Event()
     with Load(server.grpc_url) as load:
         loops = [
@@ -343,8 +365,19 @@ def _drain_run(
         took = time.monotonic() - began
         done.set()
         samples = [s for loop in loops for s in loop.result()]
-    before = [s for s in samples if s.sent < stopped_at]
-    lost = [s for s in before if s.outcome in ("failed", "deadline")]
+    return StopUnderLoad(samples, stopped_at, took, code)
+
+
+def _drain_run(
+    server: TritonServer,
+    targets: list[Target],
+    *,
+    overload_rate: float | None,
+    load_seconds: float = 5.0,
+) -> dict[str, Any]:
+    run = load_then_stop(server, targets, overload_rate=overload_rate, load_seconds=load_seconds)
+    before = run.before_stop()
+    lost = run.in_flight_failures()
     drain = server.last_drain
     return {
         "after_overload": bool(overload_rate),
@@ -353,11 +386,11 @@ def _drain_run(
         "rejected_before_stop": sum(1 for s in before if s.outcome == "rejected"),
         "in_flight_failures": len(lost),
         "failure_examples": sorted({s.detail for s in lost})[:5],
-        "refused_after_stop": sum(1 for s in samples if s.outcome == "refused"),
-        "shutdown_s": took,
+        "refused_after_stop": sum(1 for s in run.samples if s.outcome == "refused"),
+        "shutdown_s": run.shutdown_s,
         "drain_s": drain.seconds if drain else float("nan"),
         "drain_complete": bool(drain and drain.complete),
-        "exit_code": code,
+        "exit_code": run.exit_code,
     }
 
 

@@ -205,6 +205,11 @@ class TritonServer:
         return self._process.pid if self._process else None
 
     @property
+    def running(self) -> bool:
+        """True while tritonserver is started and has not exited (or crashed)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def drainable(self) -> bool:
         """True when models can be unloaded one by one (explicit model-control mode) over a
         plaintext gRPC port; otherwise ``stop()`` relies on Triton's own SIGTERM path."""
