@@ -23,7 +23,6 @@ import ctypes
 import ctypes.util
 import hashlib
 import importlib.metadata
-import json
 import os
 import shutil
 import signal
@@ -54,7 +53,6 @@ from triton_deploy.build.artifacts import (
 from triton_deploy.build.converters import Served, StepContext, plan_steps
 from triton_deploy.build.ensembles import validate_ensemble
 from triton_deploy.build.formats import Format, detect_format
-from triton_deploy.build.golden import GOLDEN_FILE, GoldenCase
 from triton_deploy.build.python_harness import PythonModelRunner, check_python_model
 from triton_deploy.build.recipes import RecipeResult, resolve_recipe
 from triton_deploy.build.samples import load_samples, synthesize_samples
@@ -67,12 +65,25 @@ from triton_deploy.build.spec import (
     parse_reference,
 )
 from triton_deploy.errors import ArtifactError, BuildError, SpecError, TritonDeployError
+from triton_deploy.repository import (
+    GOLDEN_FILE,
+    MANIFEST,
+    PLANS_SCRIPT,
+    GoldenCase,
+    Manifest,
+    ManifestError,
+    ModelEntry,
+    Parity,
+    Tolerance,
+    digests,
+    parity,
+    read_manifest,
+    write_manifest,
+)
 
 __all__ = ["MANIFEST", "BuildReport", "StepResult", "build_repository", "parity", "preflight"]
 
 Status = Literal["OK", "FAIL", "SKIPPED"]
-MANIFEST = "manifest.json"
-PLANS_SCRIPT = "build_plans.sh"
 FRAMEWORKS = (
     "torch",
     "onnx",
@@ -138,47 +149,9 @@ class BuildReport:
         return table
 
 
-# -- parity ------------------------------------------------------------------------------------
+# -- parity (the comparison lives with the golden cases) ---------------------------------------
 def _exact(value: np.ndarray) -> bool:
     return value.dtype.kind in "biuOSU"
-
-
-def parity(served: np.ndarray, reference: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    """|served - reference| <= atol + rtol * |reference| everywhere (exact for ints/strings)."""
-    served, reference = np.asarray(served), np.asarray(reference)
-    rows = int(reference.shape[0]) if reference.ndim else 1
-    if served.shape != reference.shape:
-        return {
-            "max_abs_diff": float("inf"),
-            "atol": atol,
-            "rtol": rtol,
-            "passed": False,
-            "samples": rows,
-            "problem": f"shape {list(served.shape)} != {list(reference.shape)}",
-        }
-    if _exact(reference):
-        mismatches = int(np.sum(served != reference))
-        return {
-            "max_abs_diff": float(mismatches),
-            "atol": 0.0,
-            "rtol": 0.0,
-            "passed": mismatches == 0,
-            "samples": rows,
-            "exact": True,
-            **({"problem": f"{mismatches} values differ"} if mismatches else {}),
-        }
-    served64, reference64 = served.astype(np.float64), reference.astype(np.float64)
-    both_nan = np.isnan(served64) & np.isnan(reference64)
-    diff = np.where(both_nan, 0.0, np.abs(served64 - reference64))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    ok = bool(np.all(diff <= atol + rtol * np.abs(np.nan_to_num(reference64))))
-    return {
-        "max_abs_diff": float(diff.max(initial=0.0)),
-        "atol": atol,
-        "rtol": rtol,
-        "passed": ok,
-        "samples": rows,
-    }
 
 
 def _combined(checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -475,23 +448,18 @@ def _inputs_fingerprint(spec: BuildSpec, resolved: Resolved) -> str:
 
 
 def _up_to_date(out: Path, fingerprint: str) -> bool:
-    path = out / MANIFEST
-    if not path.is_file():
+    try:
+        manifest = read_manifest(out)
+    except ManifestError:
+        return False
+    if manifest is None or manifest.inputs_fingerprint != fingerprint:
+        return False
+    if any(entry.status == "FAIL" for entry in manifest.models.values()):
         return False
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
+        return digests(out) == manifest.all_files()
+    except ManifestError:  # a symlink crept in
         return False
-    if manifest.get("inputs_fingerprint") != fingerprint:
-        return False
-    for entry in manifest.get("models", {}).values():
-        if entry.get("status") == "FAIL":
-            return False
-        for rel, digest in entry.get("files", {}).items():
-            file = out / rel
-            if not file.is_file() or _sha256(file) != digest:
-                return False
-    return True
 
 
 # -- the build ---------------------------------------------------------------------------------
@@ -894,51 +862,61 @@ class _Build:
             shutil.copytree(source, self.staged / name, symlinks=True)
 
 
+def _relative_source(source: str) -> str:
+    """What the manifest records of a source: the spec's reference, never an absolute path."""
+    return Path(source).name if Path(source).is_absolute() else source
+
+
 def _manifest(
-    spec: BuildSpec, staged: Path, build: _Build, previous: dict[str, Any], fingerprint: str
-) -> dict[str, Any]:
-    models: dict[str, Any] = {}
+    spec: BuildSpec,
+    staged: Path,
+    build: _Build,
+    previous: dict[str, ModelEntry],
+    fingerprint: str,
+) -> Manifest:
+    models: dict[str, ModelEntry] = {}
     by_name = {r.model: r for r in build.results}
     entries: list[ModelSpec | EnsembleSpec] = [*spec.models, *spec.ensembles]
+    frameworks = _framework_versions()
     for entry in entries:
         directory = staged / entry.name
         if not directory.exists():
             continue
         result = by_name.get(entry.name)
-        if result is None:  # kept from the previous build
-            models[entry.name] = previous.get(entry.name, {})
+        if result is None and entry.name in previous:  # kept from the previous build
+            models[entry.name] = previous[entry.name].model_copy(
+                update={"files": digests(staged, entry.name)}
+            )
             continue
         built = build.built.get(entry.name)
-        files = {
-            str(p.relative_to(staged)): _sha256(p)
-            for p in sorted(directory.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts
-        }
-        models[entry.name] = {
-            "version": entry.version,
-            "backend": getattr(entry, "backend", "ensemble"),
-            "source": built.source if built else "",
-            "source_sha256": built.source_sha256 if built else "",
-            "format": built.format if built else "",
-            "steps": result.step,
-            "status": result.status,
-            "detail": result.detail,
-            "parity": result.parity,
-            "samples": result.samples,
-            "tolerance": entry.tolerance.model_dump(),
-            "metrics": result.metrics,
-            "files": files,
-        }
-    return {
-        "format": 2,
-        "spec": str(spec.path) if spec.path else None,
-        "spec_fingerprint": spec.fingerprint(),
-        "inputs_fingerprint": fingerprint,
-        "seed": spec.seed,
-        "target": {"triton": "24.10", "server": "2.51.0"},
-        "frameworks": _framework_versions(),
-        "models": models,
-    }
+        models[entry.name] = ModelEntry(
+            version=entry.version,
+            backend=getattr(entry, "backend", "ensemble"),
+            source=_relative_source(built.source) if built else "",
+            source_sha256=built.source_sha256 if built else "",
+            format=built.format if built else "",
+            converter=result.step if result else "",
+            status=result.status if result else "OK",
+            detail=result.detail if result else "",
+            parity=Parity.model_validate(result.parity) if result and result.parity else None,
+            samples=result.samples if result else "",
+            tolerance=Tolerance(atol=entry.tolerance.atol, rtol=entry.tolerance.rtol),
+            metrics=result.metrics if result else {},
+            frameworks=frameworks,
+            files=digests(staged, entry.name),
+        )
+    model_dirs = set(models)
+    root_files = {k: v for k, v in digests(staged).items() if k.split("/", 1)[0] not in model_dirs}
+    return Manifest(
+        spec=spec.path.name if spec.path else None,
+        spec_fingerprint=spec.fingerprint(),
+        inputs_fingerprint=fingerprint,
+        seed=spec.seed,
+        target={"triton": "24.10", "server": "2.51.0"},
+        frameworks=frameworks,
+        models=models,
+        files=root_files,
+    )
 
 
 def build_repository(
@@ -979,11 +957,12 @@ def build_repository(
             staged.mkdir(parents=True)
             recipes_dir.mkdir()
             build = _Build(spec, staged, recipes_dir, resolved, names, out, console)
-            previous_manifest: dict[str, Any] = {}
+            previous_manifest: dict[str, ModelEntry] = {}
             if only:
                 build.keep_previous(sorted(all_names - names))
-                with contextlib.suppress(OSError, json.JSONDecodeError):
-                    previous_manifest = json.loads((out / MANIFEST).read_text()).get("models", {})
+                with contextlib.suppress(ManifestError):
+                    previous = read_manifest(out)
+                    previous_manifest = previous.models if previous else {}
             results = build.run()
             if build.context_plans:
                 from triton_deploy.build.onnx2trt import build_plans_script
@@ -993,8 +972,8 @@ def build_repository(
                 script.chmod(0o755)
             elif only and (out / PLANS_SCRIPT).is_file():
                 shutil.copy2(out / PLANS_SCRIPT, staged / PLANS_SCRIPT)
-            manifest = _manifest(spec, staged, build, previous_manifest, fingerprint)
-            (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            # Last, atomically: a repository with a manifest is a finished one.
+            write_manifest(staged, _manifest(spec, staged, build, previous_manifest, fingerprint))
             report = BuildReport(out, results)
             if report.failed and not allow_failed:
                 return report

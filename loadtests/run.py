@@ -18,7 +18,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,7 @@ def run_loadtest(
     repository: Path = Path("model_repository"),
     spec: Path | None = None,
     build: bool = True,
+    builder: Callable[[Path, Path | None, Console], None] | None = None,
     grpc_timeout: float | None = None,
     tls: bool = False,
     ca: Path | None = None,
@@ -90,7 +91,11 @@ def run_loadtest(
     console: Console | None = None,
 ) -> LoadTestResult:
     """Run one load test (see the module docstring); raises ``LoadTestConfigError`` for bad
-    files or options before anything starts, ``ServerStartError`` if the local server fails."""
+    files or options before anything starts, ``ServerStartError`` if the local server fails.
+
+    Without ``host``, ``builder(repository, spec, console)`` runs first when ``build`` is set
+    (``tdeploy loadtest`` passes the incremental ``tdeploy build``; this package does not import
+    the build)."""
     console = console or Console(stderr=True)
     slo_file = slo_file or slo_path(environment)
     mix_file = mix_file or mix_path(environment)
@@ -122,7 +127,7 @@ def run_loadtest(
         stale.unlink(missing_ok=True)
 
     started = time.monotonic()
-    with _target(host, repository, spec, build, console) as target:
+    with _target(host, repository, spec, builder if build else None, console) as target:
         command = [
             sys.executable,
             "-m",
@@ -205,7 +210,11 @@ def _grpc_args(
 
 @contextlib.contextmanager
 def _target(
-    host: str | None, repository: Path, spec: Path | None, build: bool, console: Console
+    host: str | None,
+    repository: Path,
+    spec: Path | None,
+    builder: Callable[[Path, Path | None, Console], None] | None,
+    console: Console,
 ) -> Iterator[str]:
     """``host`` as given, or a local tritonserver on the (re)built repository."""
     if host:
@@ -213,33 +222,13 @@ def _target(
         return
     from triton_deploy.runtime.server import TritonServer
 
-    if build:
-        _build(repository, spec, console)
+    if builder is not None:
+        builder(Path(repository), spec, console)
     console.print(f"starting tritonserver on {repository} ...")
     with TritonServer(Path(repository), exit_timeout_s=5) as server:
         console.print(f"tritonserver ready at {server.grpc_url} ({', '.join(server.loaded)})")
         yield server.grpc_url
     console.print("tritonserver stopped")
-
-
-def _build(repository: Path, spec: Path | None, console: Console) -> None:
-    """The incremental build: seconds when the repository is up to date."""
-    try:
-        from triton_deploy.build.pipeline import build_repository
-        from triton_deploy.build.spec import load_spec
-    except ImportError as exc:  # the build extra is not installed: serve what is there
-        console.print(f"[yellow]not building[/] ({exc.name} missing): serving {repository} as is")
-        return
-    from triton_deploy.build.spec import find_spec
-
-    report = build_repository(load_spec(find_spec(spec)), Path(repository), console=console)
-    if report.failed:
-        from triton_deploy.errors import BuildError
-
-        raise BuildError(
-            f"{len(report.failed)} model(s) failed to build: "
-            + ", ".join(r.model for r in report.failed)
-        )
 
 
 def _run_locust(

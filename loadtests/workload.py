@@ -143,7 +143,7 @@ class GoldenWorkload(Workload):
     @classmethod
     def inputs(cls, options: GoldenOptions) -> dict[str, np.ndarray]:
         """The golden inputs of ``options.model``; ``LoadTestConfigError`` if there are none."""
-        from triton_deploy.build.golden import artifacts_directory, golden_case_path
+        from triton_deploy.repository import artifacts_directory, golden_case_path
 
         repository = cls.repository(options)
         key = (str(repository.resolve()), options.model)
@@ -154,7 +154,7 @@ class GoldenWorkload(Workload):
                     f"golden: {options.model}: no golden cases in {artifacts_directory(repository)} "
                     f"(build the repository {repository} first, or set TDEPLOY_REPOSITORY)"
                 )
-            from triton_deploy.build.golden import GoldenCase
+            from triton_deploy.repository import GoldenCase
 
             inputs = GoldenCase.load(path).inputs
             for array in inputs.values():

@@ -238,6 +238,7 @@ def tune(
     """Sweep batching delay, preferred/max batch sizes and instance counts on the local server;
     pick the highest throughput whose p99 stays under the bound; write it into the spec."""
     from triton_deploy.bench.tune import TuneOptions, run_tune
+    from triton_deploy.build.spec import load_spec
 
     options = TuneOptions(
         repository=repository,
@@ -253,6 +254,6 @@ def tune(
         out=out,
     )
     try:
-        run_tune(options, console=Console(width=max(Console().width, 160)))
+        run_tune(options, console=Console(width=max(Console().width, 160)), load_spec=load_spec)
     except TritonDeployError as exc:
         raise _fail(exc) from None

@@ -141,6 +141,7 @@ def loadtest(
         repository=repository,
         spec=spec,
         build=build,
+        builder=build_for_loadtest,
         grpc_timeout=timeout,
         tls=tls,
         ca=ca,
@@ -158,3 +159,23 @@ def loadtest(
     console.print(f"load test finished in {result.seconds:.0f} s, exit code {result.exit_code}")
     if result.exit_code != 0:
         raise typer.Exit(code=result.exit_code)
+
+
+def build_for_loadtest(repository: Path, spec: Path | None, console: Console) -> None:
+    """The incremental build before a local load test: seconds when it is up to date."""
+    try:
+        from triton_deploy.build.pipeline import build_repository
+        from triton_deploy.build.spec import load_spec
+    except ImportError as exc:  # the build extra is not installed: serve what is there
+        console.print(f"[yellow]not building[/] ({exc.name} missing): serving {repository} as is")
+        return
+    from triton_deploy.build.spec import find_spec
+
+    report = build_repository(load_spec(find_spec(spec)), Path(repository), console=console)
+    if report.failed:
+        from triton_deploy.errors import BuildError
+
+        raise BuildError(
+            f"{len(report.failed)} model(s) failed to build: "
+            + ", ".join(r.model for r in report.failed)
+        )

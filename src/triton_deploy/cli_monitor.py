@@ -156,10 +156,10 @@ def monitor(
     """
     from pydantic import ValidationError
 
-    from triton_deploy.build.golden import load_golden_cases
     from triton_deploy.observability import Thresholds, window
     from triton_deploy.observability import monitor as run_monitor
     from triton_deploy.observability._plot import plot_distributions
+    from triton_deploy.repository import load_golden_cases
     from triton_deploy.runtime.repository import read_repository
 
     if not log and not metrics_url:

@@ -266,6 +266,7 @@ def rollout(
             slo_run_time=slo_run_time,
             golden=golden,
             spec=spec,
+            tolerances=_spec_tolerances(spec),
             models=model or [],
             reports=reports,
         )
@@ -438,3 +439,23 @@ def _pydantic_message(exc: ValueError) -> str:
         ]
         return "invalid arguments: " + "; ".join(parts)
     return str(exc)
+
+
+def _spec_tolerances(spec: Path | None) -> dict[str, Any]:
+    """The tolerances of --spec's models and ensembles (they override the golden cases')."""
+    if spec is None or not spec.is_file():
+        return {}  # a missing file is RolloutRequest.check's error
+    from triton_deploy.build.spec import load_spec
+    from triton_deploy.errors import SpecError
+    from triton_deploy.repository import Tolerance
+
+    try:
+        loaded = load_spec(spec)
+    except SpecError as exc:
+        raise _rollout_package().RolloutUsageError(f"--spec: {exc}") from None
+    tolerances = {
+        m.name: Tolerance(atol=m.tolerance.atol, rtol=m.tolerance.rtol) for m in loaded.models
+    }
+    for e in loaded.ensembles:
+        tolerances[e.name] = Tolerance(atol=e.tolerance.atol, rtol=e.tolerance.rtol)
+    return tolerances

@@ -30,7 +30,7 @@ def test_tune_a_user_model(user_repository: Path, tmp_path: Path) -> None:
         out=tmp_path,
         confirm_rounds=1,
     )
-    result = run_tune(options, console=Console(file=output, width=200))
+    result = run_tune(options, console=Console(file=output, width=200), load_spec=load_spec)
     text = output.getvalue()
     assert len(result.points) >= 4  # spec, two delays, preferred sizes
     assert text.count(" req/s ") >= len(result.points)

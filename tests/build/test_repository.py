@@ -46,11 +46,11 @@ def test_manifest_records_files_versions_and_parity(model_repository: Path) -> N
     models = manifest["models"]
     cnn = models["digits_cnn"]
     assert cnn["version"] == 1 and cnn["source"] == "recipe:digits/digits_cnn.pt2"
-    assert cnn["format"] == "torch_export" and cnn["steps"] == "pt2→onnx"
+    assert cnn["format"] == "torch_export" and cnn["converter"] == "pt2→onnx"
     assert cnn["samples"].startswith("recipe:digits/pixels.npz (360 rows)")
     assert cnn["parity"]["passed"] and cnn["parity"]["max_abs_diff"] <= cnn["parity"]["atol"]
     assert cnn["metrics"]["heldout_accuracy"] >= 0.95
-    assert len(cnn["files"]["digits_cnn/1/model.onnx"]) == 64
+    assert len(cnn["files"]["digits_cnn/1/model.onnx"]["sha256"]) == 64
     assert "digits_cnn/golden.npz" in cnn["files"]
     xgb = models["ctr_xgb"]
     assert xgb["parity"]["passed"] and "ctr_xgb/1/xgboost.json" in xgb["files"]

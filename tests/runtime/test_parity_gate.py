@@ -33,7 +33,7 @@ def test_failed_parity_is_read_from_the_manifest(model_repository: Path, tmp_pat
     assert "parity FAILED in the build (max abs diff 0.25 over atol" in refused["ctr_xgb"]
     assert "--allow-failed-parity" in refused["ctr_xgb"]
     (repo / "manifest.json").write_text("{not json")
-    with pytest.raises(Exception, match="unreadable build manifest"):
+    with pytest.raises(Exception, match="not a valid build manifest"):
         failed_parity(repo)
 
 

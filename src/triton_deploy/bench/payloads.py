@@ -19,9 +19,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
-from triton_deploy.build.golden import load_golden_cases
 from triton_deploy.errors import TritonDeployError
-from triton_deploy.runtime.repository import RepositoryModel, read_repository
+from triton_deploy.repository import RepositoryModel, read_repository, request_inputs
+from triton_deploy.repository import datatype as _datatype
 
 __all__ = [
     "BenchError",
@@ -47,11 +47,6 @@ class TensorInfo:
     @property
     def numpy_dtype(self) -> Any:
         return triton_to_np_dtype(self.datatype)
-
-
-def _datatype(value: int) -> str:
-    name = mc.DataType.Name(value).removeprefix("TYPE_")
-    return "BYTES" if name == "STRING" else name
 
 
 @dataclass(frozen=True)
@@ -121,41 +116,17 @@ def model_info(repository: Path, name: str) -> ModelInfo:
     return ModelInfo(name, model.path, model.config, _members(models, name))
 
 
-def _synthesise(info: ModelInfo, rows: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays: dict[str, np.ndarray] = {}
-    for tensor in info.inputs:
-        shape = [d if d > 0 else 1 for d in tensor.dims]
-        if info.max_batch_size > 0:
-            shape = [rows, *shape]
-        if tensor.datatype == "BYTES":
-            words = np.array([b"a", b"b", b"c", b"unseen"], dtype=object)
-            arrays[tensor.name] = words[rng.integers(0, len(words), size=shape)]
-        elif tensor.datatype == "BOOL":
-            arrays[tensor.name] = rng.integers(0, 2, size=shape).astype(bool)
-        elif np.issubdtype(tensor.numpy_dtype, np.integer):
-            arrays[tensor.name] = rng.integers(0, 10, size=shape).astype(tensor.numpy_dtype)
-        else:
-            arrays[tensor.name] = rng.random(size=shape).astype(tensor.numpy_dtype)
-    return arrays
-
-
 def sample_rows(
     repository: Path, info: ModelInfo, *, rows: int = 256, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], str]:
-    """Input rows for ``info`` and where they came from ("golden cases" or "synthetic").
+    """Input rows for ``info`` and where they came from ("golden cases" or "synthetic (from
+    the config)"): ``triton_deploy.repository.request_inputs``.
 
     For a batching model every array has the rows on axis 0; for a model without batching the
     arrays are one whole request.
     """
-    case = load_golden_cases(Path(repository)).get(info.name)
-    names = {t.name for t in info.inputs}
-    if case is not None and set(case.inputs) == names:
-        arrays = {t.name: np.asarray(case.inputs[t.name]) for t in info.inputs}
-        if info.max_batch_size > 0:
-            arrays = {k: v[:rows] for k, v in arrays.items()}
-        return arrays, "golden cases"
-    return _synthesise(info, rows, seed), "synthetic (from the config)"
+    inputs = request_inputs(Path(repository), info.name, rows=rows, seed=seed, config=info.config)
+    return inputs.arrays, inputs.origin
 
 
 def _batches(info: ModelInfo, arrays: dict[str, np.ndarray], batch: int, count: int) -> list[dict]:

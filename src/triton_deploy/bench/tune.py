@@ -18,6 +18,7 @@ import difflib
 import io
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -317,9 +318,11 @@ def update_spec(spec: Path, model: str, candidate: Candidate) -> tuple[str, str]
     return before, buffer.getvalue()
 
 
-def _validate(text: str, spec: Path) -> None:
-    from triton_deploy.build.spec import load_spec
-
+def _validate(text: str, spec: Path, load_spec: Callable[[Path], object] | None) -> None:
+    """The edited spec through the build's own loader (given by the CLI: the bench does not
+    import the build)."""
+    if load_spec is None:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / spec.name
         candidate.write_text(text)
@@ -363,7 +366,13 @@ def _plot(result: TuneResult, bound: float, path: Path) -> Path:
     return path
 
 
-def run_tune(options: TuneOptions, *, console: Console | None = None) -> TuneResult:
+def run_tune(
+    options: TuneOptions,
+    *,
+    console: Console | None = None,
+    load_spec: Callable[[Path], object] | None = None,
+) -> TuneResult:
+    """Tune ``options.model``; ``load_spec`` (the build's) validates the edited spec."""
     console = console or Console()
     repository = Path(options.repository).resolve()
     info = model_info(repository, options.model)
@@ -416,7 +425,7 @@ def run_tune(options: TuneOptions, *, console: Console | None = None) -> TuneRes
         )
     elif options.spec is not None:
         before, after = update_spec(options.spec, info.name, winner.candidate)
-        _validate(after, options.spec)
+        _validate(after, options.spec, load_spec)
         result.diff = "".join(
             difflib.unified_diff(
                 before.splitlines(keepends=True),

@@ -26,7 +26,6 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
-from triton_deploy.build.golden import GoldenCase
 from triton_deploy.observability._drift import TensorDrift, samples, tensor_drift
 from triton_deploy.observability._inference_log import (
     STATUS_FAILED,
@@ -35,6 +34,7 @@ from triton_deploy.observability._inference_log import (
     InferenceRecord,
 )
 from triton_deploy.observability._metrics import MetricsWindow
+from triton_deploy.repository import GoldenCase
 
 __all__ = ["Check", "ModelReport", "MonitorReport", "Thresholds", "monitor"]
 

@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.table import Table
 from tritonclient.utils import np_to_triton_dtype
 
-from triton_deploy.build.golden import load_golden_cases
-from triton_deploy.errors import ObservabilityError
+from triton_deploy.errors import ObservabilityError, TritonDeployError
 from triton_deploy.observability._trace_settings import TraceSettings
+from triton_deploy.repository import request_inputs
 from triton_deploy.runtime.server import TritonServer
 
 __all__ = ["SETTINGS", "Point", "main", "measure"]
@@ -102,12 +102,10 @@ def measure(
     settings: dict[str, list[str] | None] | None = None,
     console: Console | None = None,
 ) -> list[Point]:
-    golden = load_golden_cases(repository)
-    if model not in golden:
-        raise ObservabilityError(
-            f"no golden case for {model} in {repository} (models with one: {', '.join(sorted(golden)) or 'none'})"
-        )
-    inputs = golden[model].inputs
+    try:
+        inputs = request_inputs(Path(repository), model).arrays
+    except TritonDeployError as exc:
+        raise ObservabilityError(str(exc)) from None
     points = []
     for name, items in (settings or SETTINGS).items():
         folder = Path(tempfile.mkdtemp(prefix="tdeploy-trace-bench-"))

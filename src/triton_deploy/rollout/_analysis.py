@@ -23,9 +23,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._metrics import Sample, WindowStats, window_stats
 from ._record import CheckResult, CheckStatus
+
+if TYPE_CHECKING:
+    from triton_deploy.repository import Tolerance
 
 __all__ = [
     "check_metrics_reachable",
@@ -85,18 +89,18 @@ def check_readiness(
     )
 
 
-def check_parity(url: str, golden: Path, spec: Path | None = None) -> CheckResult:
+def check_parity(
+    url: str, golden: Path, tolerances: Mapping[str, Tolerance] | None = None
+) -> CheckResult:
     """``tdeploy verify`` of the preview color against the golden cases of ``golden`` (the
-    local build of the version being rolled out; ``spec`` overrides their tolerances)."""
-    from triton_deploy.build.golden import load_golden_cases
-    from triton_deploy.build.spec import load_spec
-    from triton_deploy.build.verify import verify_server
+    local build of the version being rolled out; ``tolerances`` override theirs)."""
     from triton_deploy.errors import TritonDeployError
+    from triton_deploy.repository import load_golden_cases
+    from triton_deploy.runtime.verify import verify_server
 
     try:
-        build_spec = load_spec(spec) if spec is not None else None
         models = sorted(load_golden_cases(golden))
-        report = verify_server(url, golden, build_spec, models=models)
+        report = verify_server(url, golden, tolerances=tolerances, models=models)
     except TritonDeployError as exc:
         return CheckResult(name="parity", status=CheckStatus.FAILED, summary=str(exc))
     bad = [r for r in report.rows if not r.passed or r.note == "skipped"]

@@ -559,7 +559,7 @@ class RolloutDriver:
         )
         models = list(request.models) if request else []
         if request is not None and request.golden is not None:
-            from triton_deploy.build.golden import load_golden_cases
+            from triton_deploy.repository import load_golden_cases
 
             models = sorted(set(models) | set(load_golden_cases(request.golden)))
         checks: list[Callable[[], CheckResult]] = []
@@ -571,8 +571,8 @@ class RolloutDriver:
 
         checks.append(readiness)
         if request is not None and request.golden is not None:
-            golden, spec = request.golden, request.spec
-            checks.append(lambda: check_parity(url, golden, spec))
+            golden, tolerances = request.golden, request.tolerances
+            checks.append(lambda: check_parity(url, golden, tolerances))
         else:
             checks.append(
                 lambda: CheckResult(

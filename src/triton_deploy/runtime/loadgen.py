@@ -131,16 +131,14 @@ class Target:
     def from_repository(
         cls, repository: Path, model: str, url: str, *, rows_per_request: int = 1
     ) -> Target:
-        """Real inputs from the build's golden cases, else zeros shaped from the metadata."""
-        from triton_deploy.build.golden import golden_case_path
+        """Inputs from ``request_inputs`` (the build's golden cases, else synthesised from the
+        config); a model the repository does not hold gets zeros shaped from the server's
+        metadata."""
+        from triton_deploy.repository import CONFIG, request_inputs
 
-        path = golden_case_path(repository, model)
-        if path.exists():
-            from triton_deploy.build.golden import GoldenCase
-
-            return cls.from_arrays(
-                model, GoldenCase.load(path).inputs, rows_per_request=rows_per_request
-            )
+        if (Path(repository) / model / CONFIG).is_file():
+            inputs = request_inputs(repository, model, rows=64 * max(rows_per_request, 1))
+            return cls.from_arrays(model, inputs.arrays, rows_per_request=rows_per_request)
         return cls.from_arrays(model, metadata_inputs(url, model, rows_per_request))
 
     def cycle(self) -> Iterator[service_pb2.ModelInferRequest]:

@@ -7,15 +7,16 @@ Models the build manifest marks as failing parity are left out the same way unle
 
 from __future__ import annotations
 
-import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2 as mc
-
-from triton_deploy.errors import TritonDeployError
+from triton_deploy.repository import (
+    GPU_ONLY_PLATFORMS,
+    RepositoryModel,
+    read_config,
+    read_manifest,
+    read_repository,
+)
 
 __all__ = [
     "GPU_ONLY_PLATFORMS",
@@ -28,52 +29,6 @@ __all__ = [
     "read_repository",
 ]
 
-GPU_ONLY_PLATFORMS = frozenset({"tensorrt_plan", "tensorrt"})
-
-
-@dataclass(frozen=True)
-class RepositoryModel:
-    name: str
-    path: Path
-    config: mc.ModelConfig
-
-    @property
-    def kind(self) -> str:
-        return self.config.platform or self.config.backend
-
-    @property
-    def needs_gpu(self) -> bool:
-        return self.kind in GPU_ONLY_PLATFORMS
-
-    @property
-    def ensemble_members(self) -> list[str]:
-        return [step.model_name for step in self.config.ensemble_scheduling.step]
-
-
-def read_config(path: Path) -> mc.ModelConfig:
-    config = mc.ModelConfig()
-    try:
-        text_format.Parse(path.read_text(), config)
-    except text_format.ParseError as exc:
-        raise TritonDeployError(f"{path}: not a valid Triton model config: {exc}") from exc
-    return config
-
-
-def read_repository(repository: Path) -> dict[str, RepositoryModel]:
-    """Every model folder with a config.pbtxt, by name."""
-    if not repository.is_dir():
-        raise TritonDeployError(
-            f"model repository {repository} does not exist; run `tdeploy build`"
-        )
-    models = {}
-    for config_path in sorted(repository.glob("*/config.pbtxt")):
-        config = read_config(config_path)
-        name = config.name or config_path.parent.name
-        models[name] = RepositoryModel(name, config_path.parent, config)
-    if not models:
-        raise TritonDeployError(f"model repository {repository} holds no model (no */config.pbtxt)")
-    return models
-
 
 def gpu_available() -> bool:
     """True when an NVIDIA GPU is visible (device node and driver tool)."""
@@ -85,29 +40,13 @@ def failed_parity(repository: Path) -> dict[str, str]:
 
     No manifest (a repository not built by ``tdeploy build``) means nothing is known to fail.
     """
-    path = repository / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
+    manifest = read_manifest(repository)
+    if manifest is None:
         return {}
-    except (OSError, ValueError) as exc:
-        raise TritonDeployError(f"{path}: unreadable build manifest: {exc}") from exc
-    failed = {}
-    for name, entry in (manifest.get("models") or {}).items():
-        parity = entry.get("parity") if isinstance(entry, dict) else None
-        if isinstance(parity, dict) and parity.get("passed") is False:
-            detail = parity.get("problem") or (
-                f"max abs diff {parity.get('max_abs_diff', float('nan')):.3g} over "
-                f"atol {parity.get('atol')} / rtol {parity.get('rtol')}"
-            )
-        elif isinstance(parity, str) and parity.upper() in ("FAIL", "FAILED"):
-            detail = str(entry.get("detail") or "")
-        else:
-            continue
-        failed[name] = (
-            f"parity FAILED in the build ({detail}); serve it anyway with --allow-failed-parity"
-        )
-    return failed
+    return {
+        name: f"parity FAILED in the build ({detail}); serve it anyway with --allow-failed-parity"
+        for name, detail in manifest.failed_parity().items()
+    }
 
 
 def plan_view(
