@@ -113,6 +113,14 @@ def build(
             "(the manifest marks it FAIL; `tdeploy serve` refuses it unless told otherwise)."
         ),
     ] = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sign the repository as the build finishes with this PEM elliptic-curve private "
+            "key (OpenSSF model signing; see `tdeploy sign` for certificates and keyless).",
+            envvar="TDEPLOY_SIGN_KEY",
+        ),
+    ] = None,
 ) -> None:
     """Build a Triton model repository from model files (and recipes): configs, converted
     models, golden cases, manifest. The repository is replaced only by a build that passed."""
@@ -120,6 +128,10 @@ def build(
     from triton_deploy.build.spec import find_spec, load_spec
 
     spec_path = find_spec(spec)
+    if sign_key is not None and not sign_key.is_file():
+        from triton_deploy.clients import UsageError
+
+        raise UsageError(f"--sign-key: no such file {str(sign_key)!r}")
     try:
         report = build_repository(
             load_spec(spec_path),
@@ -136,6 +148,7 @@ def build(
         console.print(
             f"{report.repository} is up to date with {spec_path} (use --force to rebuild)"
         )
+        _sign_built(report.repository, sign_key)
         return
     console.print(report.table())
     for skipped in report.skipped:
@@ -150,6 +163,19 @@ def build(
             print_error(TritonDeployError(f"model '{failed.model}': {failed.detail}; {kept}"))
         raise typer.Exit(code=1)
     console.print(f"[bold green]built[/] {report.repository}")
+    _sign_built(report.repository, sign_key)
+
+
+def _sign_built(repository: Path, key: Path | None) -> None:
+    if key is None:
+        return
+    from triton_deploy.repository import manifest_digest, sign_repository
+
+    signature = sign_repository(repository, private_key=key)
+    console.print(
+        f"[bold green]signed[/] {signature} (manifest {manifest_digest(repository)})",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -178,7 +204,7 @@ def verify(
     [dim]tdeploy verify --url preview.ml.svc:8001 --ca ca.pem -H triton-grpc-protocol-infer=KEY[/]
     """
     from triton_deploy.build.spec import load_spec
-    from triton_deploy.build.verify import verify_server
+    from triton_deploy.runtime.verify import verify_server
 
     options = connection(timeout, header, token, tls, ca, cert, key)
     report = verify_server(
@@ -207,6 +233,7 @@ def _register_sub_commands() -> None:
         cli_init,
         cli_loadtest,
         cli_monitor,
+        cli_repository,
         cli_rollout,
         cli_serve,
     )
@@ -222,6 +249,9 @@ def _register_sub_commands() -> None:
     app.command()(cli_monitor.monitor)
     app.command("inference-log")(cli_monitor.inference_log)
     cli_rollout.register(app)  # rollout, promote, abort, rollback, status
+    app.command()(cli_repository.sign)
+    app.command("verify-signature")(cli_repository.verify_signature)
+    app.command("verify-repository")(cli_repository.verify_repository)
 
 
 _register_sub_commands()

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from triton_deploy.cli_options import (
     DEFAULT_REPOSITORY,
@@ -24,6 +25,7 @@ from triton_deploy.cli_options import (
     Url,
     parse_headers,
 )
+from triton_deploy.cli_repository import CertificateChain, Identity, OidcIssuer, PublicKey
 from triton_deploy.errors import TritonDeployError
 
 __all__ = ["drain", "serve"]
@@ -135,14 +137,51 @@ def serve(
             "100); or url=http://COLLECTOR:4318/v1/traces for OpenTelemetry.",
         ),
     ] = None,
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            help="Serve even when files differ from the build manifest (a repository edited by "
+            "hand), with a warning naming them.",
+        ),
+    ] = False,
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a repository whose signature (model.sig, `tdeploy sign`) is missing or "
+            "does not verify with --public-key / --certificate-chain.",
+            envvar="TDEPLOY_REQUIRE_SIGNATURE",
+        ),
+    ] = False,
+    public_key: PublicKey = None,
+    certificate_chain: CertificateChain = None,
+    signer_identity: Identity = None,
+    signer_oidc_issuer: OidcIssuer = None,
 ) -> None:
     """Serve the repository on the real Triton Inference Server (CPU), in the foreground."""
+    from triton_deploy.cli_repository import trust_policy
     from triton_deploy.observability import TraceSettings
+    from triton_deploy.repository import verify_for_serving
     from triton_deploy.runtime.logs import worth_showing
     from triton_deploy.runtime.server import TritonServer
     from triton_deploy.runtime.shedder import haproxy_binary
     from triton_deploy.runtime.supervisor import Supervisor
 
+    # Nothing is served that the build did not produce: every file against the manifest (and
+    # the signature when asked) before tritonserver starts.
+    trust = verify_for_serving(
+        repository,
+        trust_policy(
+            allow_unverified=allow_unverified,
+            require_signature=require_signature,
+            public_key=public_key,
+            certificate_chain=certificate_chain,
+            identity=signer_identity,
+            oidc_issuer=signer_oidc_issuer,
+        ),
+        warn=lambda message: console.print(
+            f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+        ),
+    )
     overload = ""
     if max_inflight is None:
         try:
@@ -198,6 +237,7 @@ def serve(
         f"[bold green]ready[/]: {len(server.loaded)} models ({', '.join(sorted(server.loaded))})\n"
         f"  gRPC     {server.grpc_url}\n  HTTP     {server.http_url}  ({http})\n"
         f"  metrics  {server.metrics_url}\n"
+        f"  verified {escape(trust.summary())}\n"
         f"  overload {overload}\n"
         + (f"  traces   {tracing.describe()}\n" if tracing else "")
         + f"  try:     tdeploy health --url {server.grpc_url}\n"

@@ -11,13 +11,16 @@ What is in it:
 - the manifest: ``Manifest`` (pydantic, schema version, every file's sha256 and size,
   per-model provenance), ``read_manifest`` / ``write_manifest`` (atomic), ``manifest_digest``;
 - integrity: ``check_repository`` / ``verify_repository`` (``IntegrityError`` names each file);
+- signatures: ``sign_repository`` / ``verify_signature`` (OpenSSF model signing);
+- the policy a server start applies: ``verify_for_serving`` with a ``TrustPolicy``;
 - request inputs: ``request_inputs`` (golden cases, else synthesised from the config).
 
 Errors (all ``TritonDeployError``)::
 
     TritonDeployError
     ├── ManifestError     a manifest.json that cannot be read or is not a build manifest
-    └── IntegrityError    files that differ from the manifest, or a manifest that is not the pin
+    ├── IntegrityError    files that differ from the manifest, or a manifest that is not the pin
+    └── SignatureError    no signature, one that does not verify, or signing that failed
 """
 
 from ._config import GPU_ONLY_PLATFORMS, RepositoryModel, read_config, read_repository
@@ -68,6 +71,8 @@ from ._manifest import (
     read_manifest,
     write_manifest,
 )
+from ._signing import SignatureError, sign_repository, signature_path, verify_signature
+from ._trust import TrustPolicy, TrustReport, verify_for_serving
 
 __all__ = [
     "CONFIG",
@@ -92,7 +97,10 @@ __all__ = [
     "Parity",
     "RepositoryModel",
     "RequestInputs",
+    "SignatureError",
     "Tolerance",
+    "TrustPolicy",
+    "TrustReport",
     "artifacts_directory",
     "check_repository",
     "datatype",
@@ -107,8 +115,12 @@ __all__ = [
     "read_manifest",
     "read_repository",
     "request_inputs",
+    "sign_repository",
+    "signature_path",
     "synthesise_inputs",
     "unpack_arrays",
+    "verify_for_serving",
     "verify_repository",
+    "verify_signature",
     "write_manifest",
 ]
