@@ -12,10 +12,10 @@ import yaml
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "build"))
-from usermodels import make_two_input_onnx, make_xgboost_regression_json, spec_entry  # noqa: E402
+from usermodels import make_two_input_onnx, make_xgboost_regression_json, spec_entry
 
-from triton_deploy.build.pipeline import build_repository  # noqa: E402
-from triton_deploy.build.spec import load_spec  # noqa: E402
+from triton_deploy.build.pipeline import build_repository
+from triton_deploy.build.spec import load_spec
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,7 @@ def test_the_manifest_pin(repository: Path, built_repository: Path) -> None:
         verify_repository(repository, expected_digest=other)
     shutil.rmtree(repository / "price")
     (repository / "manifest.json").unlink()
-    with pytest.raises(IntegrityError, match="no manifest.json"):
+    with pytest.raises(IntegrityError, match=r"no manifest\.json"):
         verify_repository(repository, expected_digest=digest)
 
 

@@ -42,10 +42,10 @@ def test_a_file_changed_after_signing_is_refused(repository: Path, tmp_path: Pat
     sign_repository(repository, private_key=private)
     path = repository / "pair/config.pbtxt"
     path.write_text(path.read_text() + "\n# edited\n")
-    with pytest.raises(SignatureError, match="pair/config.pbtxt"):
+    with pytest.raises(SignatureError, match=r"pair/config\.pbtxt"):
         verify_signature(repository, public_key=public)
     # the policy names the file with both digests first
-    with pytest.raises(IntegrityError, match="pair/config.pbtxt: changed since the build"):
+    with pytest.raises(IntegrityError, match=r"pair/config\.pbtxt: changed since the build"):
         verify_for_serving(repository, TrustPolicy(public_key=public, allow_unverified=True))
 
 
@@ -92,7 +92,7 @@ def test_a_certificate_chain_round_trips(repository: Path, tmp_path: Path) -> No
 def test_only_a_verified_repository_is_signed(repository: Path, tmp_path: Path) -> None:
     private, _ = key_pair(tmp_path, "release")
     (repository / "pair/1/extra.bin").write_bytes(b"x")
-    with pytest.raises(IntegrityError, match="pair/1/extra.bin"):
+    with pytest.raises(IntegrityError, match=r"pair/1/extra\.bin"):
         sign_repository(repository, private_key=private)
     assert not (repository / SIGNATURE).exists()
 

@@ -60,8 +60,16 @@ def test_serve_cli_names_the_refused_models(model_repository: Path, tmp_path: Pa
     result = CliRunner().invoke(
         app,
         # the models removed by hand are files missing from the manifest: served anyway
-        ["serve", "--repository", str(repo), "--grpc-port", "0", "--http-port", "0"]
-        + ["--allow-unverified"],
+        [
+            "serve",
+            "--repository",
+            str(repo),
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--allow-unverified",
+        ],
     )
     assert result.exit_code == 1
     assert "nothing in" in result.output and "ctr_xgb: parity FAILED" in result.output
