@@ -457,15 +457,20 @@ def test_pvc_repository_and_explicit_model_control(chart: helm_python.Chart) -> 
 
 def test_tensorrt_on_node_builds_plans_before_the_server(chart: helm_python.Chart) -> None:
     docs = objects(render(chart, scenario_values("tensorrt-on-node")))
-    # blue: sync from S3 into the emptyDir, then build plans, in that order.
+    # blue: sync from S3 into the emptyDir, verify it against its manifest, then build plans,
+    # in that order.
     blue = deployment(docs, "blue")
     pod = blue["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["model-sync", "build-plans"]
+    assert [c["name"] for c in pod["initContainers"]] == [
+        "model-sync",
+        "verify-repository",
+        "build-plans",
+    ]
     sync = pod["initContainers"][0]
     assert sync["command"][:3] == ["aws", "s3", "sync"]
     assert {"name": "MODEL_REPOSITORY_URI", "value": "s3://ml-models/triton/trt-1"} in sync["env"]
     assert sync["envFrom"] == [{"secretRef": {"name": "model-store-aws"}}]
-    build = pod["initContainers"][1]
+    build = pod["initContainers"][2]
     assert build["image"] == container(blue)["image"]  # same TensorRT as the server
     assert "sh /models/build_plans.sh /models /plan-cache" in build["command"][2]
     assert {"name": "TRTEXEC", "value": "/usr/src/tensorrt/bin/trtexec"} in build["env"]
@@ -484,9 +489,9 @@ def test_tensorrt_on_node_builds_plans_before_the_server(chart: helm_python.Char
     # green: a writable PVC sub-path, its own image tag for both init and server.
     green = deployment(docs, "green")
     pod = green["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["build-plans"]
-    assert pod["initContainers"][0]["image"] == "nvcr.io/nvidia/tritonserver:24.12-py3"
-    assert {m["name"]: m for m in pod["initContainers"][0]["volumeMounts"]}["model-repository"][
+    assert [c["name"] for c in pod["initContainers"]] == ["verify-repository", "build-plans"]
+    assert pod["initContainers"][1]["image"] == "nvcr.io/nvidia/tritonserver:24.12-py3"
+    assert {m["name"]: m for m in pod["initContainers"][1]["volumeMounts"]}["model-repository"][
         "subPath"
     ] == "trt-2"
 

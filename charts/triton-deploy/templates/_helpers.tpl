@@ -317,6 +317,12 @@ Checks of one color's values that the schema cannot express, on the color's effe
 {{- if and $c.imageTag (not $c.imageDigest) $v.image.digest }}
 {{- fail (printf "%s.imageTag (%q) replaces image.tag, but image.digest pins the shared tag's image: set %s.imageDigest to the digest of %s:%s%s too, or clear image.digest" $name $c.imageTag $name $v.image.repository $c.imageTag $v.image.tagSuffix) }}
 {{- end }}
+{{- if and (eq $repo.source "objectStorage") (or $repo.manifestDigest $v.signing.publicKey $v.signing.certificateChain) }}
+{{- fail (printf "%s.modelRepository.manifestDigest and signing.* are checked on a local copy of the repository before Triton starts, but %s.modelRepository.source is \"objectStorage\" (Triton reads the bucket itself, after any check): use source \"sync\" (copied into an emptyDir, then verified) or \"pvc\"" $name $name) }}
+{{- end }}
+{{- if and (or $repo.manifestDigest $v.signing.publicKey $v.signing.certificateChain) (not $v.repositoryCheck.enabled) }}
+{{- fail (printf "%s.modelRepository.manifestDigest or signing.* is set, but repositoryCheck.enabled is false: nothing would check them" $name) }}
+{{- end }}
 {{- $_ := include "triton-deploy.terminationGracePeriodSeconds" (dict "values" $v "color" $name) }}
 {{- end }}
 
@@ -509,4 +515,13 @@ file path. (dict "values" $v "color" "blue")
 - name: GOOGLE_APPLICATION_CREDENTIALS
   value: /var/run/secrets/gcs/{{ $cr.gcsKeySecret.key }}
 {{- end }}
+{{- end }}
+
+{{/*
+Whether a color's pods run the verify-repository init container: the check is on and the
+repository is a local copy (sources sync and pvc). Takes the color's values and name.
+*/}}
+{{- define "triton-deploy.repositoryCheck" -}}
+{{- $repo := (index .values .color).modelRepository }}
+{{- if and .values.repositoryCheck.enabled (has $repo.source (list "sync" "pvc")) }}true{{ end }}
 {{- end }}
