@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from triton_deploy.cli_repository import CertificateChain, Identity, OidcIssuer, PublicKey
 from triton_deploy.errors import TritonDeployError
 
 if TYPE_CHECKING:
@@ -229,6 +230,28 @@ def rollout(
     context: Context = None,
     helm: HelmBinary = "helm",
     as_json: Json = False,
+    skip_repository_check: Annotated[
+        bool,
+        typer.Option(
+            help="Do not read the repository from its URI before the rollout (this machine "
+            "cannot reach the bucket); the pods' verify-repository init container still checks it.",
+            envvar="TDEPLOY_SKIP_REPOSITORY_CHECK",
+        ),
+    ] = False,
+    manifest_digest: Annotated[
+        str | None,
+        typer.Option(
+            help="Require exactly this repository (sha256 of its manifest.json); pinned in the "
+            "chart's <color>.modelRepository.manifestDigest (sources sync and pvc).",
+        ),
+    ] = None,
+    require_signature: Annotated[
+        bool, typer.Option(help="Refuse a repository without a valid signature (model.sig).")
+    ] = False,
+    public_key: PublicKey = None,
+    certificate_chain: CertificateChain = None,
+    signer_identity: Identity = None,
+    signer_oidc_issuer: OidcIssuer = None,
 ) -> None:
     """Roll a new model repository (and image) out to the idle color, check it, promote it.
 
@@ -267,6 +290,13 @@ def rollout(
             golden=golden,
             spec=spec,
             tolerances=_spec_tolerances(spec),
+            repository_check=not skip_repository_check,
+            manifest_digest=manifest_digest,
+            require_signature=require_signature,
+            public_key=public_key,
+            certificate_chain=certificate_chain or [],
+            signer_identity=signer_identity,
+            signer_oidc_issuer=signer_oidc_issuer,
             models=model or [],
             reports=reports,
         )
@@ -397,7 +427,8 @@ def status(
             color,
             info["role"] if info["enabled"] else "disabled",
             info["image"] or "-",
-            info["model_repository"] or "-",
+            (info["model_repository"] or "-")
+            + (f"\n{info['manifest_digest']}" if info.get("manifest_digest") else ""),
             info["version"] or "-",
             f"{replicas['ready']}/{replicas['desired']}",
             models or "-",
@@ -412,6 +443,8 @@ def status(
             + f": [bold]{state}[/] at step {last['phase']}",
             highlight=False,
         )
+        if last.get("manifest_digest"):
+            out.print(f"  repository manifest {last['manifest_digest']}", highlight=False)
         if last["message"]:
             out.print(f"  {last['message']}", highlight=False)
         for check in last["checks"]:

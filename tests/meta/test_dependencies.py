@@ -19,6 +19,7 @@ COMES_WITH = {
     "urllib3": "kubernetes (the rollout driver catches its connection errors)",
     "protobuf": "tritonclient[grpc] / onnx",
     "gevent": "locust (its users run on gevent; grpc.experimental.gevent)",
+    "botocore": "boto3 (the rollout's read of s3:// repositories catches its errors)",
 }
 # Modules that run inside tritonserver's Python backend, not in our process.
 BACKEND_ONLY = {"triton_python_backend_utils"}

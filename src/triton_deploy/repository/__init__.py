@@ -12,7 +12,8 @@ What is in it:
   per-model provenance), ``read_manifest`` / ``write_manifest`` (atomic), ``manifest_digest``;
 - integrity: ``check_repository`` / ``verify_repository`` (``IntegrityError`` names each file);
 - signatures: ``sign_repository`` / ``verify_signature`` (OpenSSF model signing);
-- the policy a server start applies: ``verify_for_serving`` with a ``TrustPolicy``;
+- the policy a server start applies: ``verify_for_serving`` with a ``TrustPolicy``, and
+  ``verify_uri`` for a repository read from object storage as the pods read it (rollouts);
 - request inputs: ``request_inputs`` (golden cases, else synthesised from the config).
 
 Errors (all ``TritonDeployError``)::
@@ -20,7 +21,8 @@ Errors (all ``TritonDeployError``)::
     TritonDeployError
     ├── ManifestError     a manifest.json that cannot be read or is not a build manifest
     ├── IntegrityError    files that differ from the manifest, or a manifest that is not the pin
-    └── SignatureError    no signature, one that does not verify, or signing that failed
+    ├── SignatureError    no signature, one that does not verify, or signing that failed
+    └── RemoteRepositoryError   a repository URI that cannot be read from here
 """
 
 from ._config import GPU_ONLY_PLATFORMS, RepositoryModel, read_config, read_repository
@@ -71,6 +73,7 @@ from ._manifest import (
     read_manifest,
     write_manifest,
 )
+from ._remote import RemoteRepositoryError, fetch_repository, readable, verify_uri
 from ._signing import SignatureError, sign_repository, signature_path, verify_signature
 from ._trust import TrustPolicy, TrustReport, verify_for_serving
 
@@ -95,6 +98,7 @@ __all__ = [
     "ManifestError",
     "ModelEntry",
     "Parity",
+    "RemoteRepositoryError",
     "RepositoryModel",
     "RequestInputs",
     "SignatureError",
@@ -105,6 +109,7 @@ __all__ = [
     "check_repository",
     "datatype",
     "digests",
+    "fetch_repository",
     "file_digest",
     "golden_case_path",
     "load_golden_cases",
@@ -114,6 +119,7 @@ __all__ = [
     "read_config",
     "read_manifest",
     "read_repository",
+    "readable",
     "request_inputs",
     "sign_repository",
     "signature_path",
@@ -122,5 +128,6 @@ __all__ = [
     "verify_for_serving",
     "verify_repository",
     "verify_signature",
+    "verify_uri",
     "write_manifest",
 ]

@@ -27,6 +27,7 @@ Errors (all ``RolloutError``, itself a ``triton_deploy.errors.TritonDeployError`
     ├── HelmError
     ├── LockHeld              another rollout holds the release's Lease
     ├── RolloutConflict       a different rollout is in progress
+    ├── RepositoryRefused     the target repository does not verify (nothing changed)
     └── RolloutFailed         a check failed (exit code 3: RolloutAborted, 4: SwitchedBack)
 """
 
@@ -37,6 +38,7 @@ from ._errors import (
     HelmError,
     LockHeld,
     ReleaseNotFound,
+    RepositoryRefused,
     RolloutAborted,
     RolloutConflict,
     RolloutError,
@@ -85,6 +87,7 @@ __all__ = [
     "ReleaseNotFound",
     "ReleaseObjects",
     "ReleaseState",
+    "RepositoryRefused",
     "Result",
     "RolloutAborted",
     "RolloutConflict",

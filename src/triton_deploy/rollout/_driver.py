@@ -50,6 +50,7 @@ from ._analysis import (
 )
 from ._errors import (
     ClusterError,
+    RepositoryRefused,
     RolloutAborted,
     RolloutConflict,
     RolloutError,
@@ -221,6 +222,7 @@ class RolloutDriver:
         """Run (or resume) a rollout; returns the finished record, or raises
         ``RolloutAborted``/``SwitchedBack`` (with the record) when a check failed."""
         request.check()
+        digest = self._verify_repository(request)  # before anything changes
         state = self.load(request.release)
         store = self._store(state)
         record = store.current()
@@ -258,6 +260,7 @@ class RolloutDriver:
                 mode=request.mode,
                 settings=request.settings,
             )
+        record.manifest_digest = digest or record.manifest_digest
         self._preflight(state, record)
         if record.phase is Phase.DEPLOYING:
             self._check_deploy_changes(state, record)  # a dry run: before anything changes
@@ -266,6 +269,32 @@ class RolloutDriver:
             if lock.took_over:
                 self._say(f"took over the lock of an interrupted run ({lock.took_over})")
             return self._run(state, store, record, lock, request=request, promote=False)
+
+    def _verify_repository(self, request: RolloutRequest) -> str | None:
+        """The target repository, read from its URI as the pods will, against the request's
+        policy (`tdeploy serve`'s); returns its manifest digest. Raises RepositoryRefused."""
+        from triton_deploy.errors import TritonDeployError
+        from triton_deploy.repository import readable, verify_uri
+
+        uri = request.target.model_repository
+        policy = request.trust_policy()
+        if not request.repository_check:
+            self._say(text=f"repository check skipped (--skip-repository-check): {uri}")
+            return request.manifest_digest
+        if not readable(uri):
+            self._say(
+                text=f"{uri} cannot be read from here: the pods' verify-repository init "
+                "container checks it"
+                + (f", pinned to {request.manifest_digest}" if request.manifest_digest else "")
+            )
+            return request.manifest_digest
+        self._say(head="[bold]repository check[/] ", text=f"reading {uri}")
+        try:
+            report = verify_uri(uri, policy, warn=lambda m: self._say(text=f"warning: {m}"))
+        except TritonDeployError as exc:
+            raise RepositoryRefused(f"{uri} does not verify; nothing was changed: {exc}") from None
+        self._say(text=f"{uri}: {report.summary()}")
+        return report.integrity.digest
 
     def _noop_record(self, state: ReleaseState, request: RolloutRequest) -> RolloutRecord:
         return RolloutRecord(
@@ -341,7 +370,9 @@ class RolloutDriver:
             "enabled": True,
             "replicas": replicas,
             "modelRepository": repository_values(
-                record.target.model_repository, dict(live_values.get("modelRepository") or {})
+                record.target.model_repository,
+                dict(live_values.get("modelRepository") or {}),
+                record.manifest_digest,
             ),
             "imageTag": record.target.image_tag
             if record.target.image_tag is not None
@@ -957,6 +988,7 @@ class RolloutDriver:
                 "image": deployment.image or None,
                 "image_tag": values.image_tag,
                 "model_repository": values.repository_text() if values.enabled else None,
+                "manifest_digest": str(values.repository.get("manifestDigest") or "") or None,
                 "version": values.version or None,
                 "replicas": {
                     "configured": values.replicas,

@@ -9,6 +9,8 @@ RolloutError
 ├── HelmError             the helm CLI is missing or a helm call failed (its stderr included)
 ├── LockHeld              another rollout holds the release's Lease
 ├── RolloutConflict       a different rollout of this release is in progress
+├── RepositoryRefused     the target repository (or its signature) does not verify;
+│                         raised before anything changed
 └── RolloutFailed         a check failed: the rollout was aborted or switched back
     ├── RolloutAborted    before promotion: the live color never stopped serving
     └── SwitchedBack      after promotion: traffic was switched back to the old color
@@ -29,6 +31,7 @@ __all__ = [
     "HelmError",
     "LockHeld",
     "ReleaseNotFound",
+    "RepositoryRefused",
     "RolloutAborted",
     "RolloutConflict",
     "RolloutError",
@@ -76,6 +79,11 @@ class LockHeld(RolloutError):
 
 class RolloutConflict(RolloutError):
     """A different rollout of this release is in progress."""
+
+
+class RepositoryRefused(RolloutError):
+    """The target repository, read from its URI, does not verify against its manifest (or its
+    signature, or the pinned digest): raised before anything changed."""
 
 
 class RolloutFailed(RolloutError):

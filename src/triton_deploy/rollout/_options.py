@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from triton_deploy.repository import Tolerance
+from triton_deploy.repository import Tolerance, TrustPolicy
 
 from ._errors import RolloutUsageError
 from ._record import Settings, Target
@@ -73,9 +73,12 @@ def validate_target(target: Target) -> None:
         )
 
 
-def repository_values(uri: str, current: dict[str, object]) -> dict[str, object]:
+def repository_values(
+    uri: str, current: dict[str, object], manifest_digest: str | None = None
+) -> dict[str, object]:
     """The chart's ``<color>.modelRepository`` for ``uri``, keeping ``current``'s credentials
-    and options (a ``sync`` source stays ``sync``)."""
+    and options (a ``sync`` source stays ``sync``), pinned to ``manifest_digest`` where the
+    pods check a local copy (sources ``sync`` and ``pvc``; a previous pin never carries over)."""
     block: dict[str, object] = dict(current)
     pvc = _PVC.match(uri)
     if pvc:
@@ -84,9 +87,14 @@ def repository_values(uri: str, current: dict[str, object]) -> dict[str, object]
         claim_block["subPath"] = (pvc.group(3) or "").lstrip("/")
         block["source"] = "pvc"
         block["pvc"] = claim_block
-        return block
-    block["source"] = "sync" if current.get("source") == "sync" else "objectStorage"
-    block["uri"] = uri
+    else:
+        block["source"] = "sync" if current.get("source") == "sync" else "objectStorage"
+        block["uri"] = uri
+    pin = manifest_digest if block["source"] in ("sync", "pvc") else None
+    if pin:
+        block["manifestDigest"] = pin if pin.startswith("sha256:") else f"sha256:{pin}"
+    elif "manifestDigest" in block:
+        block["manifestDigest"] = ""
     return block
 
 
@@ -120,6 +128,40 @@ class RolloutRequest(BaseModel):
     tolerances: dict[str, Tolerance] = Field(default_factory=dict)
     models: list[str] = Field(default_factory=list)
     reports: Path = Path("reports/rollout")
+    # The repository, read from its URI as the pods will, must verify before anything changes
+    # (triton_deploy.repository.verify_uri); its manifest digest is pinned in the chart.
+    repository_check: bool = True
+    require_signature: bool = False
+    public_key: Path | None = None
+    certificate_chain: list[Path] = Field(default_factory=list)
+    signer_identity: str | None = None
+    signer_oidc_issuer: str | None = None
+    manifest_digest: str | None = Field(None, pattern=r"^(sha256:)?[0-9a-f]{64}$")
+
+    def trust_policy(self) -> TrustPolicy:
+        """What the repository must satisfy (the same policy as `tdeploy serve`)."""
+        for option, path in [
+            ("--public-key", self.public_key),
+            *(("--certificate-chain", p) for p in self.certificate_chain),
+        ]:
+            if path is not None and not path.is_file():
+                raise RolloutUsageError(f"{option}: no such file {str(path)!r}")
+        if bool(self.signer_identity) != bool(self.signer_oidc_issuer):
+            raise RolloutUsageError("--signer-identity and --signer-oidc-issuer go together")
+        policy = TrustPolicy(
+            require_signature=self.require_signature,
+            expected_digest=self.manifest_digest,
+            public_key=self.public_key,
+            certificate_chain=tuple(self.certificate_chain),
+            identity=self.signer_identity,
+            oidc_issuer=self.signer_oidc_issuer,
+        )
+        if self.require_signature and not policy.checks_signature:
+            raise RolloutUsageError(
+                "--require-signature needs --public-key, --certificate-chain or "
+                "--signer-identity/--signer-oidc-issuer"
+            )
+        return policy
 
     def check(self) -> None:
         """Everything that can be checked without a cluster (files, URIs, tags)."""

@@ -155,6 +155,8 @@ class RolloutRecord(BaseModel):
     #: The new color's configured replicas to restore after an HPA-sized rollout.
     restore_replicas: int | None = None
     old_replicas: int | None = None
+    #: sha256 of the target repository's manifest.json, as verified before the rollout began.
+    manifest_digest: str | None = None
 
     @property
     def in_progress(self) -> bool:
@@ -170,6 +172,7 @@ class RolloutRecord(BaseModel):
             "from": self.from_color,
             "to": self.to_color,
             "target": self.target.describe() if self.target else None,
+            "manifest_digest": self.manifest_digest,
             "result": self.result.value,
             "phase": self.phase.value,
             "message": self.message,
