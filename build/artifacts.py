@@ -269,11 +269,10 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def onnx_session(path: Path) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), _session_options(), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:
         message = str(exc).split(" : ", 2)[-1].strip()
         raise ArtifactError(
@@ -281,50 +280,183 @@ def onnx_session(path: Path) -> Any:
         ) from None
 
 
-def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
+def _non_tensor_outputs(model: Any) -> list[str]:
+    return [o.name for o in model.graph.output if not o.type.HasField("tensor_type")]
+
+
+def _drop_outputs(model: Any, names: set[str]) -> Any:
     import onnx
 
-    try:
-        graph = onnx.load(str(path))
-    except Exception as exc:
-        raise ArtifactError(f"{path}: not a readable ONNX model ({exc}); truncated?") from None
-    try:
-        onnx.checker.check_model(graph, full_check=True)
+    edited = onnx.ModelProto()
+    edited.CopyFrom(model)
+    for index in reversed(range(len(edited.graph.output))):
+        if edited.graph.output[index].name in names:
+            del edited.graph.output[index]
+    return edited
+
+
+def _fixed_batch(tensors: list[Tensor]) -> int | None:
+    """The fixed first dim shared by every tensor (torch.onnx.export's batch of 2), if any."""
+    firsts = {t.shape[0] if t.shape else None for t in tensors}
+    if len(firsts) == 1:
+        (first,) = firsts
+        if first is not None and first > 0:
+            return int(first)
+    return None
+
+
+def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
+    """An ONNX file, its external data checked, with the edits Triton 24.10 needs planned
+    (``onnx_edits``): ZipMap removed, opset converted down, batch axis relaxed, renames."""
+    import onnx
+
+    from triton_deploy.build import onnx_edits as edits
+    from triton_deploy.build.onnx_files import external_data, graph_session, load_graph
+
+    graph = load_graph(path)
+    data = external_data(path, graph)
+    try:  # by path: external data and models over 2 GB are checked where they are
+        onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"{path}: fails onnx.checker: {first}") from None
-    opsets = {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")}
-    opset = max(opsets) if opsets else 0
-    if opset > TARGET_MAX_OPSET:
-        raise ArtifactError(
-            f"{path}: ONNX opset {opset} is newer than Triton 24.10's onnxruntime runs "
-            f"(opset <= {TARGET_MAX_OPSET}); re-export with opset_version={TARGET_MAX_OPSET} or lower"
-        )
     session = onnx_session(path)  # also proves the pinned onnxruntime can load it
+    notes: list[str] = []
+    if data.files:
+        from triton_deploy.build.onnx_files import INLINE_LIMIT
+
+        how = "inlined" if data.total_bytes < INLINE_LIMIT else "copied alongside model.onnx"
+        notes.append(f"external data {data.describe()}: {how}")
+    back = {new: old for old, new in model.rename.items()}
+    declared = {back.get(t.name, t.name) for t in model.outputs} if model.outputs else None
+    zipmaps = edits.find_zipmaps(graph)
+    edited, zipmap_notes = edits.remove_zipmaps(graph, declared)
+    notes += zipmap_notes
+    others = _non_tensor_outputs(edited)
+    if others and declared is not None and not (set(others) & declared):
+        edited = _drop_outputs(edited, set(others))
+        notes.append(f"non-tensor output(s) {others} dropped (not declared)")
+    elif others:
+        raise ArtifactError(
+            f"{path}: output(s) {others} are sequences or maps, which Triton cannot serve: "
+            "declare only the tensor outputs in `outputs:` to drop them, or re-export without "
+            "them"
+        )
+    opset = edits.default_opset(edited)
+    ml_opset = edits.default_opset(edited, "ai.onnx.ml")
+    if opset > TARGET_MAX_OPSET or ml_opset > edits.TARGET_MAX_ML_OPSET:
+        edited = edits.convert_opset(path, edited, min(opset, TARGET_MAX_OPSET))
+        notes.append(f"opset {opset} converted to {TARGET_MAX_OPSET} (onnx.version_converter)")
+    file_inputs = onnx_tensors(path, edited, "input")
+    file_outputs = onnx_tensors(path, edited, "output")
+    fixed = _fixed_batch(file_inputs + file_outputs)
+    original_names = [o.name for o in session.get_outputs()]
+    input_names = [t.name for t in file_inputs]
+
+    def run_file(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = session.run(original_names, {n: feeds[n] for n in input_names})
+        out = {}
+        for name, value in zip(original_names, values, strict=True):
+            if name in zipmaps:
+                value = edits.zipmap_array(value, zipmaps[name].labels)
+            out[name] = value
+        return out
+
+    run_source = run_file
+    if model.dynamic_batch:
+        if fixed is None:
+            raise ArtifactError(
+                f"{path}: `dynamic_batch: true`, but the file's tensors have no common fixed "
+                f"first dim ({[t.describe() for t in file_inputs + file_outputs]}): remove "
+                "`dynamic_batch`"
+            )
+        edited = edits.relax_batch(edited)
+        relaxed = graph_session(edited, data, _session_options())
+        relaxed_names = [o.name for o in relaxed.get_outputs()]
+
+        def run_relaxed(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            values = relaxed.run(relaxed_names, {n: feeds[n] for n in input_names})
+            return dict(zip(relaxed_names, values, strict=True))
+
+        probe = {
+            t.name: v
+            for t, v in zip(file_inputs, _example_rows(file_inputs, fixed), strict=True)
+        }
+        edits.check_relaxed(path, run_relaxed, run_file, probe, fixed)
+        run_source = _in_chunks(run_file, fixed)
+        notes.append(f"fixed batch {fixed} made dynamic (checked at batch 1 and 3)")
+        file_inputs = onnx_tensors(path, edited, "input")
+        file_outputs = onnx_tensors(path, edited, "output")
+    if model.rename:
+        unknown = sorted(set(model.rename) - {t.name for t in file_inputs + file_outputs})
+        if unknown:
+            raise ArtifactError(
+                f"{path}: `rename:` names {unknown}, which are not inputs or outputs of the file "
+                f"(inputs {input_names}, outputs {[t.name for t in file_outputs]})"
+            )
+        edited = edits.rename_tensors(edited, model.rename)
+        file_inputs = [Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_inputs]
+        file_outputs = [Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_outputs]
     batching = model.max_batch_size > 0
     inputs = reconcile(
-        path,
-        "input",
-        onnx_tensors(path, graph, "input"),
-        model.inputs,
-        batching=batching,
-        positional=False,
+        path, "input", file_inputs, model.inputs, batching=batching, positional=False
     )
     outputs = reconcile(
-        path,
-        "output",
-        onnx_tensors(path, graph, "output"),
-        model.outputs,
-        batching=batching,
-        positional=False,
+        path, "output", file_outputs, model.outputs, batching=batching, positional=False
     )
     names = [t.name for t in outputs]
+    renamed = {new: old for old, new in model.rename.items()}
 
     def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = session.run(names, {t.name: feeds[t.name] for t in inputs})
-        return dict(zip(names, values, strict=True))
+        given = {renamed.get(t.name, t.name): feeds[t.name] for t in inputs}
+        values = run_source(given)
+        return {name: values[renamed.get(name, name)] for name in names}
 
-    return Artifact(Format.ONNX, path, inputs, outputs, reference, {"opset": opset})
+    info = {"opset": min(opset, TARGET_MAX_OPSET), "graph": edited, "external": data, "notes": notes}
+    return Artifact(Format.ONNX, path, inputs, outputs, reference, info)
+
+
+def _session_options() -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    return options
+
+
+def _example_rows(tensors: list[Tensor], rows: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = []
+    for t in tensors:
+        shape = tuple(rows if i == 0 else (d if d > 0 else 4) for i, d in enumerate(t.shape))
+        dtype = numpy_dtype(t.dtype)
+        if np.issubdtype(dtype, np.floating):
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            arrays.append(rng.integers(0, 2, shape).astype(dtype))
+    return arrays
+
+
+def _in_chunks(run: Reference, fixed: int) -> Reference:
+    """``run`` (a model that takes exactly ``fixed`` rows) on any number of rows."""
+
+    def chunked(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = next(iter(feeds.values())).shape[0]
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, rows, fixed):
+            chunk = {k: v[start : start + fixed] for k, v in feeds.items()}
+            taken = next(iter(chunk.values())).shape[0]
+            if taken < fixed:  # pad with copies of the last row, drop them after
+                chunk = {
+                    k: np.concatenate([v, np.repeat(v[-1:], fixed - taken, axis=0)])
+                    for k, v in chunk.items()
+                }
+            for name, value in run(chunk).items():
+                parts.setdefault(name, []).append(value[:taken])
+        return {name: np.concatenate(values) for name, values in parts.items()}
+
+    return chunked
 
 
 # -- PyTorch -----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ exported ONNX; Treelite 4.3, FIL's own loader, on the tree file), for the parity
 
 from __future__ import annotations
 
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,14 +78,27 @@ def _onnx_artifact(artifact: Artifact, path: Path) -> Artifact:
 
 
 class CopyOnnx(Converter):
+    """The file as read, with the reader's edits (``onnx_edits``) and its external data
+    inlined or copied alongside (``onnx_files.write_onnx``)."""
+
     name = "onnx (copy)"
     source = (Format.ONNX,)
     target = "onnx"
 
     def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
-        path = context.version_dir / "model.onnx"
-        shutil.copyfile(artifact.path, path)
-        return _onnx_artifact(artifact, path), Served(_onnx_runner(path))
+        path = _write_onnx(artifact, context.version_dir)
+        notes = "; ".join(artifact.info.get("notes", []))
+        return _onnx_artifact(artifact, path), Served(_onnx_runner(path), detail=notes)
+
+
+def _write_onnx(artifact: Artifact, version_dir: Path) -> Path:
+    from triton_deploy.build.onnx_files import copy_onnx, write_onnx
+
+    if "graph" in artifact.info:
+        return write_onnx(
+            artifact.info["graph"], artifact.info["external"], version_dir, "model.onnx"
+        )
+    return copy_onnx(artifact.path, version_dir)
 
 
 class _TorchToOnnx(Converter):
@@ -144,7 +156,7 @@ class OnnxToTensorRT(Converter):
         model = context.model
         onnx_path = context.version_dir / "model.onnx"
         if artifact.path != onnx_path:
-            shutil.copyfile(artifact.path, onnx_path)
+            _write_onnx(artifact, context.version_dir)
         options = model.tensorrt or TensorRTOptions()
         profiles = plan_profiles(
             config_tensors(artifact.inputs, model.max_batch_size), model.max_batch_size, options

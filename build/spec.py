@@ -69,6 +69,8 @@ DataType = Literal[
 ]
 Backend = Literal["onnxruntime", "tensorrt", "fil", "python"]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)]
+# Tensor names may hold dots: outputs flattened from a pytree are named like `hidden_states.0`.
+TensorName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=256)]
 RECIPE_PREFIX = "recipe:"
 
 #: Which backends a source format family can be served by (the first is the default).
@@ -86,7 +88,7 @@ class _Strict(BaseModel):
 class TensorSpec(_Strict):
     """A tensor as config.pbtxt has it: without the batch dimension when max_batch_size > 0."""
 
-    name: Name
+    name: TensorName
     dtype: DataType
     dims: list[int] = Field(min_length=1)
     # The shape the model itself sees, when it differs from dims (e.g. [] for a tensor that is
@@ -242,6 +244,15 @@ class ModelSpec(_Strict):
     fil: FilOptions | None = None
     tensorrt: TensorRTOptions | None = None
     opset: int = Field(18, ge=18, le=21)  # PyTorch -> ONNX export (Triton 24.10 runs <= 21)
+    # ONNX exported with a fixed batch dim (torch.onnx.export's default: 2): make the first dim
+    # of every input and output dynamic; proven at batch 1 and 3 against the file itself.
+    dynamic_batch: bool = False
+    # Tensor names as clients see them, {name in the file: new name} (ONNX and torch sources);
+    # declared `inputs:`/`outputs:` use the new names.
+    rename: dict[str, TensorName] = Field(default_factory=dict)
+    # torch.export: modules imported before loading the file, for the pytree types its outputs
+    # use (e.g. [transformers] for Hugging Face ModelOutput classes).
+    pre_import: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
