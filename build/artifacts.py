@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -490,26 +491,120 @@ def _flatten(result: Any) -> list[Any]:
     return [result]
 
 
-def _torch_reference(module: Any, inputs: list[Tensor], outputs: list[Tensor]) -> Reference:
+def _torch_reference(
+    module: Any, inputs: list[Tensor], outputs: list[Tensor], in_spec: Any = None
+) -> Reference:
+    """The module on numpy feeds; with a torch.export ``in_spec`` the flat inputs are put back
+    into the program's (args, kwargs) shape, and any pytree output is flattened."""
     import torch
+    from torch.utils import _pytree
 
     def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in inputs]
+        flat = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in inputs]
         with torch.no_grad():
-            values = _flatten(module(*args))
+            if in_spec is not None:
+                args, kwargs = _pytree.tree_unflatten(flat, in_spec)
+                result = module(*args, **kwargs)
+            else:
+                result = module(*flat)
+        values = _pytree.tree_leaves(result)
         return {t.name: v.detach().numpy() for t, v in zip(outputs, values, strict=True)}
 
     return reference
 
 
-def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
+def output_names(spec: Any) -> list[str]:
+    """Names for the leaves of a torch.export output pytree, from its keys: ``logits``,
+    ``hidden_states.0``; a lone tensor is ``output``, a top-level tuple ``output_0``, ..."""
+    import dataclasses
+
+    def keys(node: Any) -> list[str]:
+        context, children = node.context, node.children_specs
+        if isinstance(context, (list, tuple)) and len(context) == len(children):
+            if all(isinstance(k, (str, int)) for k in context):
+                return [str(k) for k in context]
+        if isinstance(context, type) and hasattr(context, "_fields"):  # namedtuple
+            return list(context._fields)
+        if dataclasses.is_dataclass(node.type):
+            fields = [f.name for f in dataclasses.fields(node.type)]
+            if len(fields) == len(children):
+                return fields
+        return [str(i) for i in range(len(children))]
+
+    def walk(node: Any, prefix: str) -> list[str]:
+        if node.is_leaf():
+            return [prefix]
+        names = []
+        for key, child in zip(keys(node), node.children_specs, strict=True):
+            names += walk(child, f"{prefix}.{key}" if prefix else key)
+        return names
+
+    if spec.is_leaf():
+        return ["output"]
+    names = walk(spec, "")
+    return [name if name[:1].isalpha() else f"output_{name}" for name in names]
+
+
+_UNREGISTERED = re.compile(r"Deserializing ([\w.]+) in pytree is not registered")
+
+
+def _load_program(path: Path, model: ModelSpec) -> Any:
+    """``torch.export.load`` after the spec's ``pre_import`` modules, with the real cause of a
+    failure (torch logs it as a warning and raises a generic error)."""
+    import importlib
+
     import torch
 
+    for module in model.pre_import:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise ArtifactError(
+                f"{path}: pre_import '{module}' cannot be imported ({type(exc).__name__}: {exc}); "
+                "install the package that defines it"
+            ) from None
+    records: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+            if record.exc_info:
+                records.append(logging.Formatter().formatException(record.exc_info))
+
+    handler = Capture(logging.WARNING)
+    logger = logging.getLogger("torch.export")
+    propagate = logger.propagate
+    logger.addHandler(handler)
     try:
         with quiet_frameworks():
-            program = torch.export.load(str(path))
+            logger.setLevel(logging.WARNING)  # captured here only, not printed
+            logger.propagate = False
+            return torch.export.load(str(path))
     except Exception as exc:
-        raise ArtifactError(f"{path}: torch.export.load fails: {exc}") from None
+        found = _UNREGISTERED.search("\n".join(records) + str(exc))
+        if found:
+            type_name = found.group(1)
+            module = type_name.rsplit(".", 1)[0]
+            raise ArtifactError(
+                f"{path}: its outputs use the pytree type {type_name}, which is not registered "
+                f"here: add `pre_import: [{module}]` to the model's spec entry (the module "
+                "registers it when imported), or make forward() return a tensor, tuple or dict"
+            ) from None
+        raise ArtifactError(
+            f"{path}: torch.export.load fails: {_first_line_of(exc)}"
+        ) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _first_line_of(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
+    program = _load_program(path, model)
     signature = program.graph_signature
     nodes = {n.name: n for n in program.graph.nodes}
     found_inputs = []
@@ -517,10 +612,21 @@ def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
         value = nodes[name].meta.get("val")
         if value is None or not hasattr(value, "shape"):
             raise ArtifactError(f"{path}: input '{name}' is not a tensor")
-        found_inputs.append(Tensor(name, _torch_dtype(path, name, value.dtype), _fake_shape(value)))
+        found_inputs.append(
+            Tensor(
+                model.rename.get(name, name),
+                _torch_dtype(path, name, value.dtype),
+                _fake_shape(value),
+            )
+        )
     output_node = next(n for n in program.graph.nodes if n.op == "output")
     found_outputs = []
-    for name, node in zip(signature.user_outputs, _flatten(output_node.args[0]), strict=False):
+    # Graph names (linear_13) give way to the pytree's keys (logits, hidden_states.0).
+    names = output_names(program.call_spec.out_spec)
+    if len(names) != len(signature.user_outputs):
+        names = [str(n) for n in signature.user_outputs]
+    names = [model.rename.get(n, n) for n in names]
+    for name, node in zip(names, _flatten(output_node.args[0]), strict=False):
         value = getattr(node, "meta", {}).get("val")
         if value is None or not hasattr(value, "shape"):
             raise ArtifactError(f"{path}: output '{name}' is not a tensor")
@@ -540,7 +646,7 @@ def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
         path,
         inputs,
         outputs,
-        _torch_reference(module, inputs, outputs),
+        _torch_reference(module, inputs, outputs, program.call_spec.in_spec),
         {"program": program},
     )
 

@@ -107,7 +107,12 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
             backend=BACKEND_FOR_FAMILY[fmt.family][0],
             max_batch_size=max_batch if trees else 0,
         )
-        artifact = read_artifact(path, fmt, probe)
+        artifact, imports = _read_importing(path, fmt, probe)
+        if imports:
+            probe = probe.model_copy(update={"pre_import": imports})
+            head.append(
+                f"    pre_import: [{', '.join(imports)}]   # registers the pytree type of its outputs"
+            )
         batched = trees or all(
             t.shape and t.shape[0] == -1 for t in artifact.inputs + artifact.outputs
         )
@@ -198,6 +203,22 @@ def _graph_generated(outputs: list[Tensor]) -> dict[str, str]:
     if len(outputs) == 1:
         return {generated[0]: "output"}
     return {name: f"output_{outputs.index(next(t for t in outputs if t.name == name))}" for name in generated}
+
+
+_PRE_IMPORT = re.compile(r"`pre_import: \[([\w.]+)\]`")
+
+
+def _read_importing(path: Path, fmt: Format, probe: ModelSpec) -> tuple[Artifact, list[str]]:
+    """The artifact; a torch.export file whose output type needs a module imported first is
+    read again with it (which init then writes into the spec as ``pre_import:``)."""
+    try:
+        return read_artifact(path, fmt, probe), []
+    except ArtifactError as exc:
+        found = _PRE_IMPORT.search(str(exc))
+        if found is None:
+            raise
+        imports = [found.group(1)]
+        return read_artifact(path, fmt, probe.model_copy(update={"pre_import": imports})), imports
 
 
 def _onnx_notes(artifact: Artifact) -> list[str]:

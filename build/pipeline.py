@@ -57,7 +57,7 @@ from triton_deploy.build.formats import Format, detect_format
 from triton_deploy.build.golden import GOLDEN_FILE, GoldenCase
 from triton_deploy.build.python_harness import PythonModelRunner, check_python_model
 from triton_deploy.build.recipes import RecipeResult, resolve_recipe
-from triton_deploy.build.samples import load_samples, synthesize_samples
+from triton_deploy.build.samples import load_expected, load_samples, synthesize_samples
 from triton_deploy.build.spec import (
     BuildSpec,
     EnsembleSpec,
@@ -239,6 +239,7 @@ class BuiltModel:
     reference: Reference | None = None  # config-shaped
     runner: Reference | None = None  # config-shaped
     samples: dict[str, np.ndarray] | None = None  # config-shaped
+    expected: dict[str, np.ndarray] | None = None  # config-shaped, from the samples' expected/
     onnx: Artifact | None = None  # the ONNX this model serves (for onnx_from)
     source: str = ""
     source_sha256: str = ""
@@ -632,6 +633,10 @@ class _Build:
         built.samples = _config_samples(samples, config)
         if artifact.reference is not None:
             built.reference = _as_config_shaped(artifact.reference, config)
+        given = self.expected_for(model, samples, [t.name for t in current.outputs])
+        if given:
+            built.expected = _as_config_shaped(lambda _: given, config)(built.samples)
+            samples_label += f" + expected {sorted(given)}"
         if served.runner is not None:
             built.runner = _as_config_shaped(served.runner, config)
         result = self.check(
@@ -701,6 +706,16 @@ class _Build:
         rows = next(iter(samples.values())).shape[0] if batching else 1
         return samples, f"synthesized ({rows} rows; give `samples:` for real inputs)"
 
+    def expected_for(
+        self, model: ModelSpec, samples: dict[str, np.ndarray], outputs: list[str]
+    ) -> dict[str, np.ndarray]:
+        """The samples' ``expected/<output>`` arrays (the training framework's outputs)."""
+        if model.samples is None:
+            return {}
+        path = self.path_of(model.name, "samples", model.samples)
+        rows = next(iter(samples.values())).shape[0] if model.max_batch_size > 0 else None
+        return load_expected(path, outputs, rows)
+
     def check(
         self,
         name: str,
@@ -720,6 +735,8 @@ class _Build:
             expected = built.reference(built.samples)
         except ArtifactError as exc:
             return StepResult(name, step, "FAIL", f"the source model fails on the samples: {exc}")
+        if built.expected is not None:  # the training framework's own outputs win
+            expected = {**expected, **built.expected}
         for output_name, value in expected.items():
             if _exact(np.asarray(value)):
                 exact_outputs.append(output_name)

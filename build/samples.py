@@ -17,7 +17,18 @@ import numpy as np
 from triton_deploy.build.artifacts import Tensor, numpy_dtype
 from triton_deploy.errors import ArtifactError
 
-__all__ = ["MAX_ROWS", "SYNTHETIC_ROWS", "load_samples", "synthesize_samples"]
+__all__ = [
+    "EXPECTED_PREFIX",
+    "MAX_ROWS",
+    "SYNTHETIC_ROWS",
+    "load_expected",
+    "load_samples",
+    "synthesize_samples",
+]
+
+#: ``expected/<output name>`` arrays in a samples ``.npz``: the outputs the training framework
+#: computed for the samples; when present they are the parity reference.
+EXPECTED_PREFIX = "expected/"
 
 MAX_ROWS = 2000
 SYNTHETIC_ROWS = 64
@@ -83,7 +94,9 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     else:
         with loaded:
             try:
-                arrays = {key: loaded[key] for key in loaded.files}
+                arrays = {
+                    key: loaded[key] for key in loaded.files if not key.startswith(EXPECTED_PREFIX)
+                }
             except ValueError:
                 raise ArtifactError(
                     f"{path}: holds pickled Python objects; save strings as numpy 'U' or 'S' arrays"
@@ -111,6 +124,35 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     if len(set(rows.values())) != 1:
         raise ArtifactError(f"{path}: the inputs have different numbers of rows: {rows}")
     return {name: value[:MAX_ROWS] for name, value in samples.items()}
+
+
+def load_expected(
+    path: Path, outputs: list[str], rows: int | None
+) -> dict[str, np.ndarray]:
+    """The ``expected/<output>`` arrays of a samples ``.npz`` (empty when it has none), checked
+    against the model's output names and the samples' row count (``rows``, None: unbatched)."""
+    if path.suffix.lower() != ".npz":
+        return {}
+    with np.load(path, allow_pickle=False) as loaded:
+        keys = [k for k in loaded.files if k.startswith(EXPECTED_PREFIX)]
+        arrays = {k.removeprefix(EXPECTED_PREFIX): np.asarray(loaded[k]) for k in keys}
+    if not arrays:
+        return {}
+    unknown = sorted(set(arrays) - set(outputs))
+    if unknown:
+        raise ArtifactError(
+            f"{path}: expected outputs {unknown} are not outputs of the model ({outputs}); "
+            "name them `expected/<output name>`"
+        )
+    if rows is not None:
+        for name, value in arrays.items():
+            if value.ndim == 0 or value.shape[0] < rows:
+                raise ArtifactError(
+                    f"{path}: 'expected/{name}' has shape {list(value.shape)}, but the samples "
+                    f"have {rows} rows: save one expected row per sample row"
+                )
+        arrays = {name: value[:rows] for name, value in arrays.items()}
+    return arrays
 
 
 def synthesize_samples(
