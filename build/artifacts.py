@@ -518,24 +518,28 @@ def output_names(spec: Any) -> list[str]:
     ``hidden_states.0``; a lone tensor is ``output``, a top-level tuple ``output_0``, ..."""
     import dataclasses
 
+    def children(node: Any) -> list[Any]:
+        method = getattr(node, "children", None)  # torch >= 2.10; children_specs before
+        return list(method()) if callable(method) else list(node.children_specs)
+
     def keys(node: Any) -> list[str]:
-        context, children = node.context, node.children_specs
-        if isinstance(context, (list, tuple)) and len(context) == len(children):
+        context, kids = node.context, children(node)
+        if isinstance(context, (list, tuple)) and len(context) == len(kids):
             if all(isinstance(k, (str, int)) for k in context):
                 return [str(k) for k in context]
         if isinstance(context, type) and hasattr(context, "_fields"):  # namedtuple
             return list(context._fields)
         if dataclasses.is_dataclass(node.type):
             fields = [f.name for f in dataclasses.fields(node.type)]
-            if len(fields) == len(children):
+            if len(fields) == len(kids):
                 return fields
-        return [str(i) for i in range(len(children))]
+        return [str(i) for i in range(len(kids))]
 
     def walk(node: Any, prefix: str) -> list[str]:
         if node.is_leaf():
             return [prefix]
         names = []
-        for key, child in zip(keys(node), node.children_specs, strict=True):
+        for key, child in zip(keys(node), children(node), strict=True):
             names += walk(child, f"{prefix}.{key}" if prefix else key)
         return names
 

