@@ -89,6 +89,11 @@ class Artifact:
     # Details that later steps need: the tree model and its FIL plan, the ONNX opset, ...
     info: dict[str, Any] = field(default_factory=dict)
 
+    def external_files(self) -> list[str]:
+        """Files beside ``path`` that the model reads too (ONNX external data), relative."""
+        external = self.info.get("external")
+        return list(external.files) if external is not None else []
+
     @property
     def tree(self) -> TreeModel:
         return self.info["tree"]

@@ -89,7 +89,7 @@ def external_data(path: Path, model: Any) -> ExternalData:
             )
         target = folder / location
         try:
-            inside = target.resolve().is_relative_to(root)
+            inside = ".." not in Path(location).parts and target.resolve().is_relative_to(root)
         except OSError:
             inside = False
         if not inside:

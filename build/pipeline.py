@@ -468,6 +468,10 @@ def _inputs_fingerprint(spec: BuildSpec, resolved: Resolved) -> str:
         digest.update(repr(key).encode())
         if isinstance(target, Path):
             digest.update(_sha256(target).encode())
+    for name, artifact in sorted(resolved.artifacts.items()):  # weights outside the file
+        for location in sorted(artifact.external_files()):
+            digest.update(f"{name}:{location}".encode())
+            digest.update(_sha256(artifact.path.parent / location).encode())
     for name, code in sorted(resolved.recipe_files.items()):
         digest.update(name.encode())
         if code.is_file():

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from usermodels import (
     UserModel,
     make_hf_pt2,
+    make_huge_external_onnx,
     make_skl2onnx_classifier,
     make_torch_onnx_default,
     spec_entry,
@@ -213,3 +214,49 @@ def test_plain_torch_onnx_export_goes_init_build_serve_verify_without_edits(
         worst = check_fresh(client, "wide", inputs, model.reference, atol=1e-5, rtol=1e-4)
         client.close()
     print(f"\nwide (torch.onnx.export defaults): served vs torch, max abs diff {worst:.3g}")
+
+
+@pytest.mark.server
+def test_a_model_over_2_gb_serves_with_its_data_copied_alongside(tmp_path: Path) -> None:
+    """One 2.05 GiB initializer in table.bin: the graph cannot be inlined (protobuf's 2 GB),
+    so the repository holds model.onnx plus table.bin beside it, byte for byte."""
+    import shutil
+
+    import tritonclient.grpc as grpcclient
+
+    from triton_deploy.runtime.server import TritonServer
+
+    if shutil.disk_usage(tmp_path).free < 8 * 2**30:
+        pytest.skip("needs 8 GiB of free disk for a 2 GiB model, its copy and the staging")
+    files = tmp_path / "files"
+    files.mkdir()
+    model = make_huge_external_onnx(files)
+    spec = tmp_path / "models.yaml"
+    spec.write_text(yaml.safe_dump({"models": [spec_entry(model, tmp_path)]}))
+    out = tmp_path / "repo"
+    report = build_repository(load_spec(spec), out, console=QUIET)
+    assert [r.status for r in report.results] == ["OK"], report.results[0].detail
+    assert "copied alongside" in report.results[0].detail
+    version = out / "huge" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "table.bin"]
+    assert (version / "model.onnx").stat().st_size < 2**20
+    assert (version / "table.bin").stat().st_size == (files / "table.bin").stat().st_size
+    manifest = json.loads((out / "manifest.json").read_text())["models"]["huge"]["files"]
+    assert "huge/1/table.bin" in manifest  # digested like any file of the repository
+    picks = np.array([0, 12345, (files / "table.bin").stat().st_size // 4 - 1])
+
+    def inputs(batch: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {
+            "index": rng.choice(picks, (batch, 3)).astype(np.int64),
+            "x": rng.standard_normal((batch, 3)).astype(np.float32),
+        }
+
+    batches = (1, 7, 8)  # max_batch_size 8 for this one: each request reads 3 floats
+    with TritonServer(out) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        for batch in batches:
+            feeds = inputs(batch, batch)
+            got = infer(client, "huge", feeds, ["picked"])["picked"]
+            np.testing.assert_allclose(got, model.reference(feeds)["picked"], atol=0)
+        client.close()
