@@ -368,7 +368,7 @@ def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
             out[name] = value
         return out
 
-    run_source = run_file
+    run_source: Reference = run_file
     if model.dynamic_batch:
         if fixed is None:
             raise ArtifactError(
@@ -385,8 +385,7 @@ def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
             return dict(zip(relaxed_names, values, strict=True))
 
         probe = {
-            t.name: v
-            for t, v in zip(file_inputs, _example_rows(file_inputs, fixed), strict=True)
+            t.name: v for t, v in zip(file_inputs, _example_rows(file_inputs, fixed), strict=True)
         }
         edits.check_relaxed(path, run_relaxed, run_file, probe, fixed)
         run_source = _in_chunks(run_file, fixed)
@@ -401,8 +400,12 @@ def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
                 f"(inputs {input_names}, outputs {[t.name for t in file_outputs]})"
             )
         edited = edits.rename_tensors(edited, model.rename)
-        file_inputs = [Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_inputs]
-        file_outputs = [Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_outputs]
+        file_inputs = [
+            Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_inputs
+        ]
+        file_outputs = [
+            Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_outputs
+        ]
     batching = model.max_batch_size > 0
     inputs = reconcile(
         path, "input", file_inputs, model.inputs, batching=batching, positional=False
@@ -418,7 +421,12 @@ def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
         values = run_source(given)
         return {name: values[renamed.get(name, name)] for name in names}
 
-    info = {"opset": min(opset, TARGET_MAX_OPSET), "graph": edited, "external": data, "notes": notes}
+    info = {
+        "opset": min(opset, TARGET_MAX_OPSET),
+        "graph": edited,
+        "external": data,
+        "notes": notes,
+    }
     return Artifact(Format.ONNX, path, inputs, outputs, reference, info)
 
 
@@ -529,9 +537,12 @@ def output_names(spec: Any) -> list[str]:
 
     def keys(node: Any) -> list[str]:
         context, kids = node.context, children(node)
-        if isinstance(context, (list, tuple)) and len(context) == len(kids):
-            if all(isinstance(k, (str, int)) for k in context):
-                return [str(k) for k in context]
+        if (
+            isinstance(context, (list, tuple))
+            and len(context) == len(kids)
+            and all(isinstance(k, (str, int)) for k in context)
+        ):
+            return [str(k) for k in context]
         if isinstance(context, type) and hasattr(context, "_fields"):  # namedtuple
             return list(context._fields)
         if dataclasses.is_dataclass(node.type):
@@ -599,9 +610,7 @@ def _load_program(path: Path, model: ModelSpec) -> Any:
                 f"here: add `pre_import: [{module}]` to the model's spec entry (the module "
                 "registers it when imported), or make forward() return a tensor, tuple or dict"
             ) from None
-        raise ArtifactError(
-            f"{path}: torch.export.load fails: {_first_line_of(exc)}"
-        ) from None
+        raise ArtifactError(f"{path}: torch.export.load fails: {_first_line_of(exc)}") from None
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
@@ -713,6 +722,10 @@ def read_artifact(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
         artifact = _read_torch_export(path, model)
     elif fmt is Format.TORCHSCRIPT:
         artifact = _read_torchscript(path, model)
+    elif fmt is Format.HUGGINGFACE:
+        from triton_deploy.build.hf import read_hf_folder
+
+        artifact = read_hf_folder(path, model)
     else:
         artifact = _read_trees(path, fmt, model)
     check_batch_axis(path, artifact.inputs + artifact.outputs, model.max_batch_size)

@@ -6,7 +6,8 @@ folder, and returns the next artifact (what it wrote, with the same reference fu
 exported ONNX; Treelite 4.3, FIL's own loader, on the tree file), for the parity check.
 
     pt2 -> onnx, torchscript -> onnx, onnx -> onnx (copy), onnx -> tensorrt_plan,
-    xgboost_json|xgboost_ubj -> fil, lightgbm -> fil
+    xgboost_json|xgboost_ubj -> fil, lightgbm -> fil,
+    huggingface folder -> tokenizer (python) + onnx + labels (python), as one ensemble
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.build.artifacts import Artifact, Reference, config_tensors, onnx_session
 from triton_deploy.build.fil import fil_output, treelite_predict, write_fil_model
@@ -25,7 +27,15 @@ from triton_deploy.build.formats import Format
 from triton_deploy.build.spec import ModelSpec, TensorRTOptions
 from triton_deploy.errors import BuildError
 
-__all__ = ["CONVERTERS", "Converter", "Served", "StepContext", "plan_steps", "target_of"]
+__all__ = [
+    "CONVERTERS",
+    "Companion",
+    "Converter",
+    "Served",
+    "StepContext",
+    "plan_steps",
+    "target_of",
+]
 
 #: backend -> the file format it serves
 _TARGETS = {"onnxruntime": "onnx", "tensorrt": "tensorrt_plan", "fil": "fil"}
@@ -44,6 +54,16 @@ class StepContext:
 
 
 @dataclass
+class Companion:
+    """A model a converter writes beside the one it converts (a tokenizer, a label lookup),
+    already in the repository under its own name, with its config."""
+
+    name: str
+    config: mc.ModelConfig
+    version: int = 1
+
+
+@dataclass
 class Served:
     """What a conversion wrote, as the backend will run it (None: cannot run here)."""
 
@@ -51,6 +71,10 @@ class Served:
     parameters: dict[str, str] = field(default_factory=dict)
     detail: str = ""
     skipped: str | None = None  # why the written file cannot be checked here
+    # Models written beside this one, and this model's own config when the converter makes
+    # it (an ensemble over the companions); None: the pipeline writes the config.
+    companions: list[Companion] = field(default_factory=list)
+    config: mc.ModelConfig | None = None
 
 
 class Converter(ABC):
@@ -223,9 +247,75 @@ class TreesToFil(Converter):
         return written, Served(run, plan.parameters(), detail=note)
 
 
+class HfToEnsemble(Converter):
+    """A Hugging Face folder → tokenizer (python, vendored `tokenizers`) → transformer (ONNX,
+    dynamic batch and sequence) → labels (python) as one ensemble; see ``hf``."""
+
+    name = "hf folder→ensemble"
+    source = (Format.HUGGINGFACE,)
+    target = "onnx"
+
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
+        from triton_deploy.build import configs
+        from triton_deploy.build.ensembles import validate_ensemble
+        from triton_deploy.build.hf import (
+            companion_specs,
+            export_transformer,
+            write_labels,
+            write_tokenizer,
+        )
+        from triton_deploy.build.python_harness import PythonModelRunner
+
+        model, repository = context.model, context.version_dir.parent.parent
+        members, ensemble = companion_specs(model, artifact)
+        companions: list[Companion] = []
+        runners: dict[str, Reference] = {}
+        notes = []
+        for member in members:
+            directory = repository / member.name
+            version_dir = directory / str(model.version)
+            if member.backend == "onnxruntime":
+                export_transformer(artifact, version_dir / "model.onnx", opset=model.opset)
+            elif member.name.endswith("_tokenizer"):
+                notes.append(write_tokenizer(artifact, version_dir))
+            else:
+                write_labels(artifact, version_dir)
+            config = configs.model_config(member, list(member.inputs), list(member.outputs))
+            configs.write_config(config, directory)
+            companions.append(Companion(member.name, config, model.version))
+            if member.backend == "python":
+                runners[member.name] = PythonModelRunner(directory, model.version, config)
+            else:
+                runners[member.name] = _onnx_runner(version_dir / "model.onnx")
+        validate_ensemble(ensemble, {c.name: c.config for c in companions})
+        config = configs.ensemble_config(ensemble)
+        chain = [(runners[s.model], s.inputs, s.outputs) for s in ensemble.steps]
+        outputs = [t.name for t in ensemble.outputs]
+        rows = max(model.max_batch_size, 1)
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            # As the server runs it: each request (here: each max_batch_size rows) is
+            # tokenized and padded on its own.
+            total = next(iter(feeds.values())).shape[0]
+            parts: dict[str, list[np.ndarray]] = {o: [] for o in outputs}
+            for start in range(0, total, rows):
+                tensors = {k: v[start : start + rows] for k, v in feeds.items()}
+                for runner, inputs, produced in chain:
+                    result = runner({m: tensors[e] for m, e in inputs.items()})
+                    tensors.update({e: result[m] for m, e in produced.items()})
+                for o in outputs:
+                    parts[o].append(tensors[o])
+            return {o: np.concatenate(v) for o, v in parts.items()}
+
+        task = artifact.info["task"]
+        notes.insert(0, f"{task}: {' → '.join(s.model for s in ensemble.steps)}")
+        served = Served(run, detail="; ".join(notes), companions=companions, config=config)
+        return artifact, served
+
+
 CONVERTERS: dict[tuple[Format, str], type[Converter]] = {
     (fmt, cls.target): cls
-    for cls in (CopyOnnx, Pt2ToOnnx, TorchScriptToOnnx, OnnxToTensorRT, TreesToFil)
+    for cls in (CopyOnnx, Pt2ToOnnx, TorchScriptToOnnx, OnnxToTensorRT, TreesToFil, HfToEnsemble)
     for fmt in cls.source
 }
 

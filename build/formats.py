@@ -27,14 +27,17 @@ class Format(StrEnum):
     XGBOOST_JSON = "xgboost_json"
     XGBOOST_UBJ = "xgboost_ubj"
     LIGHTGBM = "lightgbm"  # LightGBM text model
+    HUGGINGFACE = "huggingface"  # a save_pretrained folder: config.json, weights, tokenizer
 
     @property
     def family(self) -> str:
-        """``torch``, ``onnx`` or ``trees``: which targets the format can reach."""
+        """``torch``, ``onnx``, ``trees`` or ``huggingface``: which targets it can reach."""
         if self in (Format.TORCH_EXPORT, Format.TORCHSCRIPT):
             return "torch"
         if self is Format.ONNX:
             return "onnx"
+        if self is Format.HUGGINGFACE:
+            return "huggingface"
         return "trees"
 
 
@@ -84,7 +87,7 @@ def sniff(path: Path) -> tuple[Format | None, str]:
         with path.open("rb") as handle:
             head = handle.read(4096)
     except IsADirectoryError:
-        return None, "a directory, not a file"
+        return _folder_kind(path)
     if not head:
         return None, "an empty file"
     if head.startswith(_ZIP):
@@ -104,6 +107,30 @@ def sniff(path: Path) -> tuple[Format | None, str]:
     if head[:1] == b"\x08":
         return Format.ONNX, "an ONNX protobuf"
     return None, "not a model file this build reads"
+
+
+#: Weight files a save_pretrained folder may hold (safetensors first: no pickle).
+HF_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _folder_kind(path: Path) -> tuple[Format | None, str]:
+    """A Hugging Face ``save_pretrained`` folder, or why the folder is not one."""
+    if not (path / "config.json").is_file():
+        return None, (
+            "a directory without config.json, so not a Hugging Face model folder "
+            "(model.save_pretrained(folder) and tokenizer.save_pretrained(folder) write one)"
+        )
+    if not any((path / name).is_file() for name in HF_WEIGHTS):
+        return None, (
+            f"a Hugging Face folder without weights (none of {', '.join(HF_WEIGHTS)}): save "
+            "it with model.save_pretrained(folder)"
+        )
+    return Format.HUGGINGFACE, "a Hugging Face model folder"
 
 
 def _json_kind(path: Path) -> tuple[Format | None, str]:
@@ -135,6 +162,8 @@ def detect_format(path: Path, declared: Format | str | None = None) -> Format:
                 f"{path}: format '{declared}' was declared, but the file is {description} "
                 f"('{found}')"
             )
+        return found
+    if found is Format.HUGGINGFACE:
         return found
     suffix = path.suffix.lower()
     announced = EXTENSIONS.get(suffix)

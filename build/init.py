@@ -202,7 +202,10 @@ def _graph_generated(outputs: list[Tensor]) -> dict[str, str]:
         return {}
     if len(outputs) == 1:
         return {generated[0]: "output"}
-    return {name: f"output_{outputs.index(next(t for t in outputs if t.name == name))}" for name in generated}
+    return {
+        name: f"output_{outputs.index(next(t for t in outputs if t.name == name))}"
+        for name in generated
+    }
 
 
 _PRE_IMPORT = re.compile(r"`pre_import: \[([\w.]+)\]`")
@@ -236,9 +239,13 @@ def _try_dynamic_batch(
     except ArtifactError as exc:
         reason = str(exc).removeprefix(f"{path}: ")
         return artifact, False, f"# dynamic_batch: true was tried and fails: {reason}"
-    return relaxed, True, (
-        f"# exported with a fixed batch of {fixed} (torch.onnx.export's default); init "
-        "checked that every row is computed alone, so it batches"
+    return (
+        relaxed,
+        True,
+        (
+            f"# exported with a fixed batch of {fixed} (torch.onnx.export's default); init "
+            "checked that every row is computed alone, so it batches"
+        ),
     )
 
 

@@ -196,7 +196,9 @@ def check_relaxed(
 ) -> None:
     """The relaxed model at batch 1 and 3 gives, row by row, what the file gives at ``fixed``."""
     for batch in (1, 3):
-        rows = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch] for k, v in feeds.items()}
+        rows = {
+            k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch] for k, v in feeds.items()
+        }
         try:
             got = run_relaxed(rows)
         except Exception as exc:

@@ -80,7 +80,9 @@ def external_data(path: Path, model: Any) -> ExternalData:
         location = info.get("location", "")
         where = f"{path}: initializer '{tensor.name}' keeps its data in '{location}'"
         if not location:
-            raise ArtifactError(f"{path}: initializer '{tensor.name}' is external but names no file")
+            raise ArtifactError(
+                f"{path}: initializer '{tensor.name}' is external but names no file"
+            )
         if os.path.isabs(location) or location.startswith(("/", "\\")):
             raise ArtifactError(
                 f"{where}, an absolute path: ONNX external data must be relative to the .onnx; "

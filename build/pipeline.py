@@ -244,6 +244,7 @@ class BuiltModel:
     source: str = ""
     source_sha256: str = ""
     format: str = ""
+    companion_of: str = ""  # a model a converter wrote beside this one (a tokenizer, ...)
 
 
 # -- check first -------------------------------------------------------------------------------
@@ -286,7 +287,7 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                         f"{path}: file not found ({key} of model '{model.name}'; relative paths "
                         f"resolve against the spec's folder {spec.base})"
                     )
-                if not path.is_file():
+                if not path.is_file() and not (key == "source" and path.is_dir()):
                     raise ArtifactError(f"{path}: not a file ({key} of model '{model.name}')")
                 if key == "source":
                     fmt = detect_format(path, model.format)
@@ -296,8 +297,10 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                     check_python_model(path)
                 elif key == "shared_code":
                     _check_python_source(path)
-                elif key == "samples" and path.suffix.lower() not in (".npz", ".npy"):
-                    raise ArtifactError(f"{path}: samples must be a .npz or .npy file")
+                elif key == "samples" and path.suffix.lower() not in (".npz", ".npy", ".txt"):
+                    raise ArtifactError(
+                        f"{path}: samples must be a .npz or .npy file (or .txt, one text a line)"
+                    )
             except ArtifactError as exc:
                 problems.append(str(exc))
     for ensemble in spec.ensembles:
@@ -431,6 +434,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 # -- fingerprints ------------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
+    if path.is_dir():  # a model folder (save_pretrained): its files, names and contents
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(_sha256(file).encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -620,8 +629,12 @@ class _Build:
             current, served = step.convert(current, context)
         inputs = config_tensors(current.inputs, model.max_batch_size)
         outputs = config_tensors(current.outputs, model.max_batch_size)
-        config = configs.model_config(model, inputs, outputs, served.parameters)
+        config = served.config or configs.model_config(model, inputs, outputs, served.parameters)
         configs.write_config(config, self.staged / model.name)
+        for companion in served.companions:  # written by the converter, config included
+            self.built[companion.name] = BuiltModel(
+                companion.config, source=f"written for {model.name}", companion_of=model.name
+            )
         built = BuiltModel(
             config,
             source=source_label,
@@ -913,6 +926,13 @@ class _Build:
                     f"model '{name}' is not built in {self.previous} yet: build without --only first"
                 )
             shutil.copytree(source, self.staged / name, symlinks=True)
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            previous = json.loads((self.previous / MANIFEST).read_text()).get("models", {})
+            for companion, entry in previous.items():
+                if entry.get("companion_of") in names and (self.previous / companion).is_dir():
+                    shutil.copytree(
+                        self.previous / companion, self.staged / companion, symlinks=True
+                    )
 
 
 def _manifest(
@@ -950,6 +970,29 @@ def _manifest(
             "metrics": result.metrics,
             "files": files,
         }
+    for name, built in build.built.items():  # models converters wrote beside their owner
+        owner = by_name.get(built.companion_of)
+        if not built.companion_of or owner is None or not (staged / name).exists():
+            continue
+        models[name] = {
+            "version": spec.model(built.companion_of).version,
+            "backend": built.config.backend or built.config.platform,
+            "companion_of": built.companion_of,
+            "source": built.source,
+            "status": owner.status,
+            "files": {
+                str(p.relative_to(staged)): _sha256(p)
+                for p in sorted((staged / name).rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts
+            },
+        }
+    for name, entry in previous.items():  # companions of models kept from the last build
+        if (
+            entry.get("companion_of") in previous
+            and name not in models
+            and (staged / name).exists()
+        ):
+            models[name] = entry
     return {
         "format": 2,
         "spec": str(spec.path) if spec.path else None,

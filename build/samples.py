@@ -73,6 +73,8 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     """Samples for ``inputs`` from ``path``, checked and converted (see the module docstring)."""
     if not path.is_file():
         raise ArtifactError(f"{path}: samples file not found")
+    if path.suffix.lower() == ".txt":
+        return _text_samples(path, inputs, batching=batching)
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -126,9 +128,25 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     return {name: value[:MAX_ROWS] for name, value in samples.items()}
 
 
-def load_expected(
-    path: Path, outputs: list[str], rows: int | None
-) -> dict[str, np.ndarray]:
+def _text_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[str, np.ndarray]:
+    """One input per line (blank lines skipped) for a model with one BYTES input."""
+    if len(inputs) != 1 or inputs[0].dtype != "BYTES" or not batching:
+        raise ArtifactError(
+            f"{path}: a text file holds samples for a batching model with one BYTES input; "
+            f"this model takes {[t.describe() for t in inputs]}: use an .npz keyed by input name"
+        )
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not UTF-8 text ({exc})") from None
+    if not lines:
+        raise ArtifactError(f"{path}: holds no text (one input per line)")
+    strings = np.empty((min(len(lines), MAX_ROWS), 1), dtype=object)
+    strings[:, 0] = [line.encode("utf-8") for line in lines[:MAX_ROWS]]
+    return {inputs[0].name: strings}
+
+
+def load_expected(path: Path, outputs: list[str], rows: int | None) -> dict[str, np.ndarray]:
     """The ``expected/<output>`` arrays of a samples ``.npz`` (empty when it has none), checked
     against the model's output names and the samples' row count (``rows``, None: unbatched)."""
     if path.suffix.lower() != ".npz":

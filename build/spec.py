@@ -78,6 +78,8 @@ BACKEND_FOR_FAMILY: dict[str, tuple[Backend, ...]] = {
     "onnx": ("onnxruntime", "tensorrt"),
     "torch": ("onnxruntime", "tensorrt"),
     "trees": ("fil",),
+    # a Hugging Face folder becomes an ensemble: tokenizer (python) → transformer (onnxruntime)
+    "huggingface": ("onnxruntime",),
 }
 
 
@@ -253,6 +255,9 @@ class ModelSpec(_Strict):
     # torch.export: modules imported before loading the file, for the pytree types its outputs
     # use (e.g. [transformers] for Hugging Face ModelOutput classes).
     pre_import: list[str] = Field(default_factory=list)
+    # Hugging Face folders: what the served ensemble does; default from config.json's
+    # architectures (…ForSequenceClassification: text-classification).
+    task: Literal["text-classification", "feature-extraction"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -347,7 +352,10 @@ def _source_family(source: str, fmt: Any) -> str | None:
             return Format(fmt).family
         except ValueError:
             return None  # the format field's own validation reports it
-    announced = EXTENSIONS.get(Path(_file_name(source)).suffix.lower())
+    name = _file_name(source)
+    if source.endswith(("/", "\\")) or not Path(name).suffix:  # a folder: save_pretrained
+        return "huggingface"
+    announced = EXTENSIONS.get(Path(name).suffix.lower())
     return announced.family if announced is not None else None
 
 

@@ -247,7 +247,11 @@ CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
     ),
     ("external data truncated", _data_truncated, ["net.onnx.data", "has 1000 bytes", "truncated"]),
     ("external data escapes", _data_escapes, ["net.onnx", "outside the model's folder", "'../'"]),
-    ("non-tensor output", _sequence_output, ["seq.onnx", "'pieces'", "sequences or maps", "`outputs:`"]),
+    (
+        "non-tensor output",
+        _sequence_output,
+        ["seq.onnx", "'pieces'", "sequences or maps", "`outputs:`"],
+    ),
     (
         "unregistered pytree output",
         _unregistered_pytree,

@@ -11,6 +11,7 @@ samples the build saw) at batch sizes 1, 7 and 32.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +21,13 @@ import numpy as np
 import pytest
 import yaml
 from rich.console import Console
+from tritonclient.grpc import model_config_pb2 as mc
 from typer.testing import CliRunner
 from usermodels import (
+    SENTENCES,
     UserModel,
+    hf_reference,
+    make_hf_folder,
     make_hf_pt2,
     make_huge_external_onnx,
     make_skl2onnx_classifier,
@@ -98,14 +103,35 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, UserModel]:
 
 
 @pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("hf")
+    return {
+        "text-classification": make_hf_folder(folder),
+        "feature-extraction": make_hf_folder(folder, task="feature-extraction"),
+    }
+
+
+@pytest.fixture(scope="module")
 def built(
-    exported: dict[str, UserModel], tmp_path_factory: pytest.TempPathFactory
+    exported: dict[str, UserModel],
+    hf_folders: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, BuildReport]]:
     spec_dir = tmp_path_factory.mktemp("spec")
     spec_path = spec_dir / "models.yaml"
-    spec_path.write_text(
-        yaml.safe_dump({"models": [spec_entry(m, spec_dir) for m in exported.values()]})
-    )
+    entries = [spec_entry(m, spec_dir) for m in exported.values()]
+    for task, folder in hf_folders.items():
+        entries.append(
+            {
+                "name": folder.name,
+                "source": f"{folder}/",  # a save_pretrained folder, given as people write it
+                "samples": str(folder.parent / f"{folder.name}_samples.txt"),
+                "task": task,
+                "max_batch_size": 32,
+                "tolerance": {"atol": 1e-5, "rtol": 1e-4},
+            }
+        )
+    spec_path.write_text(yaml.safe_dump({"models": entries}))
     out = tmp_path_factory.mktemp("repo") / "model_repository"
     report = build_repository(load_spec(spec_path), out, console=QUIET)
     yield out, report
@@ -127,6 +153,31 @@ def test_exports_build_with_the_edits_triton_needs(built: tuple[Path, BuildRepor
         ("output_probability", [3]),
     ]
     assert list(zipmap.output[0].reshape.shape) == []  # [N] from the framework: reshape []
+    # A Hugging Face folder: one ensemble, strings in, logits/probabilities/label out.
+    reviews = read_config(out / "reviews" / "config.pbtxt")
+    assert reviews.platform == "ensemble"
+    assert [s.model_name for s in reviews.ensemble_scheduling.step] == [
+        "reviews_tokenizer",
+        "reviews_model",
+        "reviews_labels",
+    ]
+    assert [(t.name, t.data_type) for t in reviews.input] == [("text", mc.TYPE_STRING)]
+    assert [t.name for t in reviews.output] == ["logits", "probabilities", "label"]
+    model = read_config(out / "reviews_model" / "config.pbtxt")
+    assert [list(t.dims) for t in model.input] == [[-1], [-1], [-1]]  # dynamic sequence
+    embedder = read_config(out / "review_embedder" / "config.pbtxt")
+    assert [t.name for t in embedder.output] == ["embedding"]
+    # The tokenizer's `tokenizers` is vendored as an abi3 wheel's files: Python 3.10 imports it.
+    vendor = out / "reviews_tokenizer" / "1" / "vendor"
+    assert list(vendor.glob("tokenizers/tokenizers.abi3.so"))
+    wheel = next(vendor.glob("tokenizers-*.dist-info")) / "WHEEL"
+    assert "abi3-manylinux" in wheel.read_text()
+    for generated in ("reviews_tokenizer", "reviews_labels"):
+        source = (out / generated / "1" / "model.py").read_text()
+        ast.parse(source, feature_version=(3, 10))  # the container's Python
+    manifest = json.loads((out / "manifest.json").read_text())["models"]
+    assert manifest["reviews_tokenizer"]["companion_of"] == "reviews"
+    assert any(f.endswith("tokenizers.abi3.so") for f in manifest["reviews_tokenizer"]["files"])
     bert = read_config(out / "bert_cls" / "config.pbtxt")
     assert [t.name for t in bert.output] == ["logits"]  # not linear_13
     assert [t.name for t in bert.input] == ["input_ids", "attention_mask"]
@@ -134,7 +185,7 @@ def test_exports_build_with_the_edits_triton_needs(built: tuple[Path, BuildRepor
 
 @pytest.mark.server
 def test_exports_serve_like_their_frameworks(
-    built: tuple[Path, BuildReport], exported: dict[str, UserModel]
+    built: tuple[Path, BuildReport], exported: dict[str, UserModel], hf_folders: dict[str, Path]
 ) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -150,7 +201,10 @@ def test_exports_serve_like_their_frameworks(
             rng = np.random.default_rng(seed)
             mask = np.ones((batch, seq), dtype=np.int64)
             mask[::2, seq // 2 :] = 0
-            return {"input_ids": rng.integers(1, 120, (batch, seq)).astype(np.int64), "attention_mask": mask}
+            return {
+                "input_ids": rng.integers(1, 120, (batch, seq)).astype(np.int64),
+                "attention_mask": mask,
+            }
 
         return make
 
@@ -159,18 +213,60 @@ def test_exports_serve_like_their_frameworks(
         for name in ("iris_zipmap", "iris_opset22"):
             model = exported[name]
 
-            def as_served(feeds: dict[str, np.ndarray], model: UserModel = model) -> dict[str, np.ndarray]:
+            def as_served(
+                feeds: dict[str, np.ndarray], model: UserModel = model
+            ) -> dict[str, np.ndarray]:
                 return {k: v.reshape(len(v), -1) for k, v in model.reference(feeds).items()}
 
             check_fresh(client, name, iris_inputs, as_served, atol=1e-5, rtol=1e-4)
+        for task, folder in hf_folders.items():
+            run = hf_reference(folder, task)
+            for words in (3, 40):  # two sequence lengths (40 words: truncated at 64 tokens)
+
+                def texts(batch: int, seed: int, words: int = words) -> dict[str, np.ndarray]:
+                    vocabulary = " ".join(SENTENCES).split()
+                    rng = np.random.default_rng(seed)
+                    rows = [" ".join(rng.choice(vocabulary, words)) for _ in range(batch)]
+                    return {"text": np.array([[r.encode()] for r in rows], dtype=object)}
+
+                def reference(
+                    feeds: dict[str, np.ndarray], run: Any = run
+                ) -> dict[str, np.ndarray]:
+                    return run([v.decode() for v in feeds["text"][:, 0]])
+
+                check_fresh(
+                    client,
+                    folder.name,
+                    texts,
+                    reference,
+                    atol=1e-5,
+                    rtol=1e-4,
+                    label=f"{folder.name} ({task}, {words} words)",
+                )
+        vendored = [line for line in server.log if "tokenizers 0." in line and "from" in line]
+        assert vendored and all("/vendor/tokenizers" in line for line in vendored), vendored
+        result = CliRunner().invoke(
+            app, ["infer", "reviews", "--url", server.grpc_url, "--text", SENTENCES[1]]
+        )
+        assert result.exit_code == 0, result.output
+        classify = hf_reference(hf_folders["text-classification"], "text-classification")
+        label = classify([SENTENCES[1]])["label"][0, 0].decode()
+        assert label in result.output  # `tdeploy infer reviews --text ...` prints the label
         bert = exported["bert_cls"]
         for seq in (5, 23):
             check_fresh(
-                client, "bert_cls", bert_inputs(seq), bert.reference, atol=1e-4, rtol=1e-4,
+                client,
+                "bert_cls",
+                bert_inputs(seq),
+                bert.reference,
+                atol=1e-4,
+                rtol=1e-4,
                 label=f"bert_cls (seq {seq})",
             )
         client.close()
-    print("\nserved vs source framework, fresh inputs, max abs diff:", json.dumps(MEASURED, indent=1))
+    print(
+        "\nserved vs source framework, fresh inputs, max abs diff:", json.dumps(MEASURED, indent=1)
+    )
 
 
 @pytest.mark.server

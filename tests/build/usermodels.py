@@ -425,3 +425,101 @@ def make_hf_pt2(folder: Path) -> UserModel:
         "tolerance": {"atol": 1e-4, "rtol": 1e-4},
     }
     return UserModel("bert_cls", path, samples, inputs, reference, entry)
+
+
+SENTENCES = [
+    "the service was quick and the staff were friendly",
+    "terrible delay, the parcel arrived broken",
+    "an average experience, nothing special",
+    "I would order again, great value for money",
+    "the app crashed twice before checkout",
+    "delivery on time and well packed",
+    "customer support never answered my emails",
+    "fine product but the manual is confusing",
+]
+
+
+def make_hf_folder(folder: Path, *, task: str = "text-classification") -> Path:
+    """What ``model.save_pretrained(d)`` and ``tokenizer.save_pretrained(d)`` write for a tiny
+    BERT (random weights from a config) and a WordPiece tokenizer trained here with the
+    ``tokenizers`` library: no hub, no download."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
+
+    torch.manual_seed(53)
+    wordpiece = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wordpiece.train_from_iterator(
+        SENTENCES * 20, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special)
+    )
+    cls, sep = wordpiece.token_to_id("[CLS]"), wordpiece.token_to_id("[SEP]")
+    wordpiece.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=wordpiece,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+    labels = {0: "negative", 1: "neutral", 2: "positive"}
+    config = BertConfig(
+        vocab_size=wordpiece.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    name = "reviews" if task == "text-classification" else "review_embedder"
+    path = folder / name
+    model = (
+        BertForSequenceClassification(config)
+        if task == "text-classification"
+        else BertModel(config)
+    )
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    (folder / f"{name}_samples.txt").write_text("\n".join(SENTENCES) + "\n")
+    return path
+
+
+def hf_reference(path: Path, task: str) -> Callable[[list[str]], dict[str, np.ndarray]]:
+    """The folder run with transformers in the test process: texts in, the task's outputs."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if task == "text-classification":
+        model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    else:
+        model = AutoModel.from_pretrained(str(path)).eval()
+
+    def run(texts: list[str]) -> dict[str, np.ndarray]:
+        encoded = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**encoded)
+        if task == "text-classification":
+            logits = out.logits
+            names = [model.config.id2label[i] for i in logits.argmax(1).tolist()]
+            return {
+                "logits": logits.numpy(),
+                "probabilities": torch.softmax(logits, 1).numpy(),
+                "label": np.array([[n.encode()] for n in names], dtype=object),
+            }
+        mask = encoded["attention_mask"].unsqueeze(-1).float()
+        pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
+        return {"embedding": pooled.numpy()}
+
+    return run
