@@ -726,6 +726,10 @@ def read_artifact(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
         from triton_deploy.build.hf import read_hf_folder
 
         artifact = read_hf_folder(path, model)
+    elif fmt.family == "sklearn":
+        from triton_deploy.build.sklearn import read_sklearn
+
+        artifact = read_sklearn(path, fmt, model)
     else:
         artifact = _read_trees(path, fmt, model)
     check_batch_axis(path, artifact.inputs + artifact.outputs, model.max_batch_size)

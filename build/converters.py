@@ -92,9 +92,17 @@ def _onnx_runner(path: Path) -> Reference:
     inputs = [i.name for i in session.get_inputs()]
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, {n: feeds[n] for n in inputs}), strict=True))
+        values = session.run(names, {n: feeds[n] for n in inputs})
+        return {name: _as_wire(value) for name, value in zip(names, values, strict=True)}
 
     return run
+
+
+def _as_wire(value: np.ndarray) -> np.ndarray:
+    """Strings as a client receives them from Triton: bytes."""
+    if value.dtype.kind in "OU" and value.size and isinstance(value.flat[0], str):
+        return np.vectorize(lambda v: v.encode(), otypes=[object])(value)
+    return value
 
 
 def _onnx_artifact(artifact: Artifact, path: Path) -> Artifact:
@@ -106,7 +114,7 @@ class CopyOnnx(Converter):
     inlined or copied alongside (``onnx_files.write_onnx``)."""
 
     name = "onnx (copy)"
-    source = (Format.ONNX,)
+    source: ClassVar[tuple[Format, ...]] = (Format.ONNX,)
     target = "onnx"
 
     def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
@@ -247,6 +255,58 @@ class TreesToFil(Converter):
         return written, Served(run, plan.parameters(), detail=note)
 
 
+class SklearnToOnnx(CopyOnnx):
+    """An estimator converted by skl2onnx in the reader (no ZipMap, opsets for 24.10)."""
+
+    name = "sklearn→onnx"
+    source = (Format.SKLEARN_SKOPS, Format.SKLEARN_PICKLE)
+    target = "onnx"
+
+
+class SklearnToFil(Converter):
+    """A tree ensemble imported by Treelite 4.3 (FIL's loader in Triton 24.10), written as
+    ``checkpoint.tl`` and checked by reading it back the way FIL does."""
+
+    name = "sklearn→fil"
+    source = (Format.SKLEARN_SKOPS, Format.SKLEARN_PICKLE)
+    target = "fil"
+
+    def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
+        import treelite
+
+        from triton_deploy.build.fil import FIL_FILENAMES
+
+        context.version_dir.mkdir(parents=True, exist_ok=True)
+        path = context.version_dir / FIL_FILENAMES["treelite_checkpoint"]
+        artifact.info["treelite"].serialize(str(path))
+        loaded = treelite.Model.deserialize(str(path))
+        classifier, width = artifact.info["classifier"], artifact.info["width"]
+
+        def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            x = np.asarray(feeds["input__0"], dtype=np.float32)
+            values = np.asarray(treelite.gtil.predict(loaded, x)).reshape(x.shape[0], -1)
+            if classifier and values.shape[1] == 1 and width == 2:  # binary: P(positive)
+                values = np.hstack([1 - values, values])
+            return {"output__0": values.astype(np.float32)}
+
+        flag = {True: "true", False: "false"}
+        options = context.model.fil
+        parameters = {
+            "model_type": "treelite_checkpoint",
+            "output_class": flag[classifier],
+            "predict_proba": flag[classifier],
+            "threshold": f"{options.threshold if options else 0.5:g}",
+        }
+        detail = "; ".join(
+            [
+                *artifact.info.get("notes", []),
+                f"{type(artifact.info['treelite']).__name__} from Treelite {treelite.__version__}"
+                " as checkpoint.tl, read back as FIL reads it",
+            ]
+        )
+        return artifact, Served(run, parameters, detail=detail)
+
+
 class HfToEnsemble(Converter):
     """A Hugging Face folder → tokenizer (python, vendored `tokenizers`) → transformer (ONNX,
     dynamic batch and sequence) → labels (python) as one ensemble; see ``hf``."""
@@ -315,7 +375,16 @@ class HfToEnsemble(Converter):
 
 CONVERTERS: dict[tuple[Format, str], type[Converter]] = {
     (fmt, cls.target): cls
-    for cls in (CopyOnnx, Pt2ToOnnx, TorchScriptToOnnx, OnnxToTensorRT, TreesToFil, HfToEnsemble)
+    for cls in (
+        CopyOnnx,
+        Pt2ToOnnx,
+        TorchScriptToOnnx,
+        OnnxToTensorRT,
+        TreesToFil,
+        HfToEnsemble,
+        SklearnToOnnx,
+        SklearnToFil,
+    )
     for fmt in cls.source
 }
 

@@ -46,7 +46,11 @@ __all__ = [
 
 Task = Literal["binary", "multiclass", "regression"]
 #: model_type -> the file name the FIL backend loads by default.
-FIL_FILENAMES = {"xgboost_json": "xgboost.json", "lightgbm": "model.txt"}
+FIL_FILENAMES = {
+    "xgboost_json": "xgboost.json",
+    "lightgbm": "model.txt",
+    "treelite_checkpoint": "checkpoint.tl",
+}
 #: The Treelite release inside Triton 24.10's FIL backend (fil_backend r24.10, get_treelite.cmake).
 TARGET_TREELITE = "4.3.0"
 

@@ -28,6 +28,8 @@ class Format(StrEnum):
     XGBOOST_UBJ = "xgboost_ubj"
     LIGHTGBM = "lightgbm"  # LightGBM text model
     HUGGINGFACE = "huggingface"  # a save_pretrained folder: config.json, weights, tokenizer
+    SKLEARN_SKOPS = "sklearn_skops"  # skops.io.dump: a scikit-learn estimator, no pickle
+    SKLEARN_PICKLE = "sklearn_pickle"  # joblib.dump / pickle.dump: read only when trusted
 
     @property
     def family(self) -> str:
@@ -38,6 +40,8 @@ class Format(StrEnum):
             return "onnx"
         if self is Format.HUGGINGFACE:
             return "huggingface"
+        if self in (Format.SKLEARN_SKOPS, Format.SKLEARN_PICKLE):
+            return "sklearn"
         return "trees"
 
 
@@ -54,6 +58,10 @@ EXTENSIONS: dict[str, Format] = {
     ".txt": Format.LIGHTGBM,
     ".lgb": Format.LIGHTGBM,
     ".lgbm": Format.LIGHTGBM,
+    ".skops": Format.SKLEARN_SKOPS,
+    ".joblib": Format.SKLEARN_PICKLE,
+    ".pkl": Format.SKLEARN_PICKLE,
+    ".pickle": Format.SKLEARN_PICKLE,
 }
 _AMBIGUOUS = {".model", ".bin"}
 _ZIP = b"PK\x03\x04"
@@ -69,6 +77,8 @@ def _zip_kind(path: Path) -> tuple[Format | None, str]:
     except zipfile.BadZipFile:
         return None, "a damaged or truncated zip archive"
     entries = {name.split("/", 1)[-1] for name in names}
+    if "schema.json" in names:
+        return Format.SKLEARN_SKOPS, "a skops archive"
     if "archive_format" in entries or any(n.startswith("models/") for n in entries):
         return Format.TORCH_EXPORT, "a torch.export archive"
     if any(n.startswith("code/") for n in entries) and "constants.pkl" in entries:
@@ -103,6 +113,8 @@ def sniff(path: Path) -> tuple[Format | None, str]:
             "XGBoost's legacy binary format, which current XGBoost and Triton's FIL backend no "
             "longer read: load it with the XGBoost that wrote it and save_model('model.json')"
         )
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return Format.SKLEARN_PICKLE, "a Python pickle"
     # An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
     if head[:1] == b"\x08":
         return Format.ONNX, "an ONNX protobuf"

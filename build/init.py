@@ -28,6 +28,8 @@ _DEFAULTS = {  # family -> (max_batch_size, max_queue_delay_microseconds)
     "onnx": (64, 500),
     "torch": (64, 500),
     "trees": (256, 1000),
+    "sklearn": (256, 1000),
+    "huggingface": (32, 2000),
 }
 
 
@@ -50,8 +52,9 @@ def _model_name(path: Path, taken: set[str]) -> str:
 
 
 def _samples_beside(path: Path) -> Path | None:
+    suffixes = (".txt",) if path.is_dir() else (".npz", ".npy")  # folders: texts, one a line
     for stem in (path.stem, f"{path.stem}_samples", f"{path.stem}.samples"):
-        for suffix in (".npz", ".npy"):
+        for suffix in suffixes:
             candidate = path.with_name(stem + suffix)
             if candidate.is_file() and candidate != path:
                 return candidate
@@ -99,8 +102,18 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
             f"    max_batch_size: {max_batch}",
         ]
         note = "TorchScript: add `inputs:` and `outputs:` to its entry before building"
+    elif fmt is Format.SKLEARN_PICKLE:
+        lines += head
+        lines += [
+            "    # A pickle runs code from the file when it is loaded: init did not open it. Set",
+            "    # trust_pickle: true only if you trust this file (or save it with skops.io.dump",
+            "    # as .skops). Tree ensembles serve best through FIL: add `backend: fil`.",
+            "    trust_pickle: false",
+            f"    max_batch_size: {max_batch}",
+        ]
+        note = "a pickle: set `trust_pickle: true` in its entry if you trust the file"
     else:
-        trees = fmt.family == "trees"  # FIL always batches
+        trees = fmt.family in ("trees", "sklearn", "huggingface")  # always batched
         probe = ModelSpec(
             name=name,
             source=str(path),
@@ -108,6 +121,19 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
             max_batch_size=max_batch if trees else 0,
         )
         artifact, imports = _read_importing(path, fmt, probe)
+        if fmt.family == "sklearn" and artifact.info.get("graph") is not None:
+            from triton_deploy.build.sklearn import is_tree_ensemble, load_estimator
+
+            if is_tree_ensemble(load_estimator(path, fmt, probe)):
+                probe = probe.model_copy(update={"backend": "fil"})
+                artifact = read_artifact(path, fmt, probe)
+                head.append("    backend: fil   # a tree ensemble: FIL (onnxruntime also works)")
+        if fmt is Format.HUGGINGFACE:
+            task = artifact.info["task"]
+            head.append(
+                f"    task: {task}   # from config.json; also: "
+                + " | ".join(t for t in ("text-classification", "feature-extraction") if t != task)
+            )
         if imports:
             probe = probe.model_copy(update={"pre_import": imports})
             head.append(
@@ -124,7 +150,7 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
         lines += _onnx_notes(artifact) if fmt is Format.ONNX else []
         if relaxed and batched:
             lines.append(f"    dynamic_batch: true   {relaxed}")
-        renames = _graph_generated(artifact.outputs) if fmt.family != "trees" else {}
+        renames = _graph_generated(artifact.outputs) if fmt.family in ("onnx", "torch") else {}
         if renames:
             pairs = ", ".join(f"{old}: {new}" for old, new in renames.items())
             lines.append(
@@ -158,12 +184,12 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
                 lines.append(f"    {relaxed}")
         lines.append(f"    max_batch_size: {max_batch}")
     problem = ""
-    if samples is not None and fmt is not Format.TORCHSCRIPT:
+    if samples is not None and fmt not in (Format.TORCHSCRIPT, Format.SKLEARN_PICKLE):
         try:
             load_samples(samples, artifact.inputs, batching=max_batch > 0)
         except ArtifactError as exc:
             problem = str(exc).removeprefix(f"{samples}: ")
-    if fmt is not Format.TORCHSCRIPT and fmt.family != "trees":
+    if fmt in (Format.ONNX, Format.TORCH_EXPORT):
         lines.append(
             "    # samples may also hold `expected/<output>` arrays computed by the training"
             " framework: parity is then checked against those, not against this file"

@@ -80,6 +80,8 @@ BACKEND_FOR_FAMILY: dict[str, tuple[Backend, ...]] = {
     "trees": ("fil",),
     # a Hugging Face folder becomes an ensemble: tokenizer (python) → transformer (onnxruntime)
     "huggingface": ("onnxruntime",),
+    # scikit-learn: any estimator through skl2onnx; tree ensembles through FIL (init says so)
+    "sklearn": ("onnxruntime", "fil"),
 }
 
 
@@ -258,6 +260,10 @@ class ModelSpec(_Strict):
     # Hugging Face folders: what the served ensemble does; default from config.json's
     # architectures (…ForSequenceClassification: text-classification).
     task: Literal["text-classification", "feature-extraction"] | None = None
+    # scikit-learn: a .joblib/.pkl is a pickle, which runs code from the file when loaded:
+    # read only when this is true. skops files: types beyond skops' trusted defaults.
+    trust_pickle: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod

@@ -140,6 +140,24 @@ def _sequence_output(folder: Path) -> dict[str, Any]:
     return {"name": "m", "source": "seq.onnx"}
 
 
+def _untrusted_pickle(folder: Path) -> dict[str, Any]:
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    joblib.dump(LinearRegression().fit(x, x[:, 0]), folder / "linear.joblib")
+    return {"name": "m", "source": "linear.joblib"}
+
+
+def _not_a_tree_for_fil(folder: Path) -> dict[str, Any]:
+    import skops.io
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    skops.io.dump(LinearRegression().fit(x, x[:, 0]), str(folder / "linear.skops"))
+    return {"name": "m", "source": "linear.skops", "backend": "fil"}
+
+
 def _unregistered_pytree(folder: Path) -> dict[str, Any]:
     """Outputs of a pytree type registered by a module the build has not imported."""
     import dataclasses
@@ -252,6 +270,12 @@ CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
         _sequence_output,
         ["seq.onnx", "'pieces'", "sequences or maps", "`outputs:`"],
     ),
+    (
+        "pickle not trusted",
+        _untrusted_pickle,
+        ["linear.joblib", "runs code", "skops.io.dump", "trust_pickle: true"],
+    ),
+    ("fil for a linear model", _not_a_tree_for_fil, ["linear.skops", "LinearRegression", "FIL"]),
     (
         "unregistered pytree output",
         _unregistered_pytree,

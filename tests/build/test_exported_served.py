@@ -31,6 +31,7 @@ from usermodels import (
     make_hf_pt2,
     make_huge_external_onnx,
     make_skl2onnx_classifier,
+    make_sklearn_models,
     make_torch_onnx_default,
     spec_entry,
 )
@@ -112,14 +113,24 @@ def hf_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
+def sklearn_models(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, Any, dict[str, Any]]]:
+    return make_sklearn_models(tmp_path_factory.mktemp("sklearn"))
+
+
+@pytest.fixture(scope="module")
 def built(
     exported: dict[str, UserModel],
     hf_folders: dict[str, Path],
+    sklearn_models: dict[str, tuple[Path, Any, dict[str, Any]]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, BuildReport]]:
     spec_dir = tmp_path_factory.mktemp("spec")
     spec_path = spec_dir / "models.yaml"
     entries = [spec_entry(m, spec_dir) for m in exported.values()]
+    for name, (path, _, extras) in sklearn_models.items():
+        entries.append({"name": name, "source": str(path), **extras})
     for task, folder in hf_folders.items():
         entries.append(
             {
@@ -178,6 +189,18 @@ def test_exports_build_with_the_edits_triton_needs(built: tuple[Path, BuildRepor
     manifest = json.loads((out / "manifest.json").read_text())["models"]
     assert manifest["reviews_tokenizer"]["companion_of"] == "reviews"
     assert any(f.endswith("tokenizers.abi3.so") for f in manifest["reviews_tokenizer"]["files"])
+    # scikit-learn: tree ensembles to FIL as Treelite checkpoints, the rest through ONNX.
+    for name in ("forest", "boosted", "histgb", "legacy"):
+        assert results[name].step == "sklearn→fil", (name, results[name].step)
+        assert (out / name / "1" / "checkpoint.tl").is_file()
+        params = read_config(out / name / "config.pbtxt").parameters
+        assert params["model_type"].string_value == "treelite_checkpoint"
+    assert results["scaled_logreg"].step == "sklearn→onnx"
+    logreg = read_config(out / "scaled_logreg" / "config.pbtxt")
+    assert [(t.name, t.data_type) for t in logreg.output] == [
+        ("label", mc.TYPE_STRING),
+        ("probabilities", mc.TYPE_FP32),
+    ]
     bert = read_config(out / "bert_cls" / "config.pbtxt")
     assert [t.name for t in bert.output] == ["logits"]  # not linear_13
     assert [t.name for t in bert.input] == ["input_ids", "attention_mask"]
@@ -185,7 +208,10 @@ def test_exports_build_with_the_edits_triton_needs(built: tuple[Path, BuildRepor
 
 @pytest.mark.server
 def test_exports_serve_like_their_frameworks(
-    built: tuple[Path, BuildReport], exported: dict[str, UserModel], hf_folders: dict[str, Path]
+    built: tuple[Path, BuildReport],
+    exported: dict[str, UserModel],
+    hf_folders: dict[str, Path],
+    sklearn_models: dict[str, tuple[Path, Any, dict[str, Any]]],
 ) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -219,6 +245,27 @@ def test_exports_serve_like_their_frameworks(
                 return {k: v.reshape(len(v), -1) for k, v in model.reference(feeds).items()}
 
             check_fresh(client, name, iris_inputs, as_served, atol=1e-5, rtol=1e-4)
+        for name, (_, estimator, extras) in sklearn_models.items():
+            key = "input__0" if extras.get("backend") == "fil" else "X"
+
+            def rows(batch: int, seed: int, key: str = key) -> dict[str, np.ndarray]:
+                x = np.random.default_rng(seed).standard_normal((batch, 6)).astype(np.float32)
+                return {key: x}
+
+            def framework(
+                feeds: dict[str, np.ndarray], e: Any = estimator, key: str = key
+            ) -> dict[str, np.ndarray]:
+                x = feeds[key]
+                if key == "X":  # ONNX: label and probabilities, as predict/predict_proba
+                    label = np.array([[v.encode()] for v in e.predict(x)], dtype=object)
+                    return {"label": label, "probabilities": e.predict_proba(x)}
+                if hasattr(e, "predict_proba"):
+                    return {"output__0": e.predict_proba(x)}
+                return {"output__0": e.predict(x).reshape(-1, 1)}
+
+            check_fresh(
+                client, name, rows, framework, atol=1e-5, rtol=1e-4, label=f"{name} (sklearn)"
+            )
         for task, folder in hf_folders.items():
             run = hf_reference(folder, task)
             for words in (3, 40):  # two sequence lengths (40 words: truncated at 64 tokens)

@@ -523,3 +523,49 @@ def hf_reference(path: Path, task: str) -> Callable[[list[str]], dict[str, np.nd
         return {"embedding": pooled.numpy()}
 
     return run
+
+
+def make_sklearn_models(folder: Path) -> dict[str, tuple[Path, Any, dict[str, Any]]]:
+    """scikit-learn estimators saved as people save them: skops (and one joblib pickle).
+    name -> (file, fitted estimator, spec entry extras)."""
+    import joblib
+    import skops.io
+    from sklearn.ensemble import (
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = _rng(59)
+    x = rng.standard_normal((500, 6)).astype(np.float32)
+    three = np.digitize(x[:, 0] + x[:, 1], [-0.6, 0.6])
+    binary = (x[:, 2] - x[:, 3] > 0).astype(int)
+    names = np.array(["bronze", "silver", "gold"])[three]
+    made: dict[str, tuple[Path, Any, dict[str, Any]]] = {}
+    estimators = {
+        "forest": (RandomForestClassifier(30, max_depth=6, random_state=0).fit(x, three), "fil"),
+        "boosted": (
+            GradientBoostingRegressor(n_estimators=40, random_state=0).fit(x, x[:, 4]),
+            "fil",
+        ),
+        "histgb": (
+            HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x, binary),
+            "fil",
+        ),
+        "scaled_logreg": (
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, names),
+            None,
+        ),
+    }
+    for name, (estimator, backend) in estimators.items():
+        path = folder / f"{name}.skops"
+        skops.io.dump(estimator, str(path))
+        extras = {"backend": backend} if backend else {}
+        made[name] = (path, estimator, extras | {"max_batch_size": 64})
+    pickled = folder / "legacy.joblib"
+    joblib.dump(estimators["forest"][0], pickled)
+    made["legacy"] = (pickled, estimators["forest"][0], {"trust_pickle": True, "backend": "fil"})
+    return made
