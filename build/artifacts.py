@@ -711,7 +711,81 @@ def _read_trees(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
         features = np.asarray(feeds["input__0"], dtype=np.float32)
         return {"output__0": fil_output(tree.predict(features), tree.task, plan)}
 
-    return Artifact(fmt, path, inputs, outputs, reference, {"tree": tree, "fil": plan})
+    info: dict[str, Any] = {"tree": tree, "fil": plan}
+    if tree.categories:
+        info["synthesize"] = _category_samples(tree, model.categorical == "strings")
+    if model.categorical == "strings":
+        if not tree.categories:
+            raise ArtifactError(
+                f"{path}: `categorical: strings` but the model has no categorical features"
+            )
+        unnamed = [i for i, names in tree.categories.items() if not names]
+        if unnamed:
+            raise ArtifactError(
+                f"{path}: categorical feature(s) {unnamed} carry no category names in the file "
+                "(trained on codes): use `categorical: codes`, or train on a pandas category "
+                "column so the names are saved with the model"
+            )
+        to_codes = categories_to_codes(tree)
+        numeric = [i for i in range(tree.n_features) if i not in tree.categories]
+        inputs = [Tensor("categories", "BYTES", (-1, len(tree.categories)))]
+        if numeric:
+            inputs.insert(0, Tensor("numeric", "FP32", (-1, len(numeric))))
+
+        def from_strings(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return reference({"input__0": to_codes(feeds)})
+
+        return Artifact(fmt, path, inputs, outputs, from_strings, info)
+    return Artifact(fmt, path, inputs, outputs, reference, info)
+
+
+def _category_samples(
+    tree: TreeModel, strings: bool
+) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Synthetic samples with valid categories: integer codes, or the names."""
+
+    def fix(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(0)
+        samples = dict(samples)
+        if strings:
+            columns = [
+                rng.choice(
+                    np.array([n.encode() for n in tree.categories[i]], dtype=object),
+                    len(samples["categories"]),
+                )
+                for i in sorted(tree.categories)
+            ]
+            samples["categories"] = np.stack(columns, axis=1).astype(object)
+            return samples
+        x = samples["input__0"].copy()
+        for index, names in tree.categories.items():
+            x[:, index] = rng.integers(0, max(len(names), 2), x.shape[0]).astype(np.float32)
+        samples["input__0"] = x
+        return samples
+
+    return fix
+
+
+def categories_to_codes(tree: TreeModel) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """(numeric, categories) feeds -> the FIL feature matrix (unknown category: NaN)."""
+    categorical = sorted(tree.categories)
+    numeric = [i for i in range(tree.n_features) if i not in tree.categories]
+    codes = [
+        {name.encode(): float(code) for code, name in enumerate(tree.categories[i])}
+        for i in categorical
+    ]
+
+    def convert(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        strings = np.asarray(feeds["categories"])
+        x = np.full((strings.shape[0], tree.n_features), np.nan, dtype=np.float32)
+        if numeric:
+            x[:, numeric] = np.asarray(feeds["numeric"], dtype=np.float32)
+        for column, (index, table) in enumerate(zip(categorical, codes, strict=True)):
+            values = [v if isinstance(v, bytes) else str(v).encode() for v in strings[:, column]]
+            x[:, index] = [table.get(v, np.nan) for v in values]
+        return x
+
+    return convert
 
 
 def read_artifact(path: Path, fmt: Format, model: ModelSpec) -> Artifact:

@@ -12,6 +12,7 @@ exported ONNX; Treelite 4.3, FIL's own loader, on the tree file), for the parity
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -217,7 +218,12 @@ class TreesToFil(Converter):
 
     def convert(self, artifact: Artifact, context: StepContext) -> tuple[Artifact, Served]:
         tree, plan = artifact.tree, artifact.fil
-        path = write_fil_model(tree, plan, context.version_dir)
+        strings = context.model.categorical == "strings"
+        fil_dir = context.version_dir
+        if strings:  # FIL serves beside a preprocessing model, under <name>_fil
+            fil_dir = context.version_dir.parent.parent / f"{context.model.name}_fil"
+            fil_dir = fil_dir / str(context.model.version)
+        path = write_fil_model(tree, plan, fil_dir)
         checked_with = "Treelite 4.3 (Triton 24.10's FIL loader)"
         if (
             treelite_predict(path, plan.model_type, np.zeros((1, tree.n_features), np.float32))
@@ -252,7 +258,105 @@ class TreesToFil(Converter):
             artifact.reference,
             artifact.info,
         )
+        if tree.categories:
+            table = json.dumps(tree.category_table(), indent=1) + "\n"
+            (context.version_dir.parent / "categories.json").write_text(table)
+            names = [tree.category_table()["features"][i] for i in sorted(tree.categories)]
+            note += f"; categorical {names}: " + (
+                "clients send strings (preprocessing model + ensemble)"
+                if strings
+                else "clients send category codes (categories.json maps names to codes)"
+            )
+        if strings:
+            return written, _categorical_ensemble(artifact, context, run, plan.parameters(), note)
         return written, Served(run, plan.parameters(), detail=note)
+
+
+def _categorical_ensemble(
+    artifact: Artifact,
+    context: StepContext,
+    fil_run: Reference,
+    parameters: dict[str, str],
+    note: str,
+) -> Served:
+    """``categorical: strings``: <name>_categories (python: strings -> codes) -> <name>_fil."""
+    from importlib import resources
+
+    from triton_deploy.build import configs
+    from triton_deploy.build.ensembles import validate_ensemble
+    from triton_deploy.build.python_harness import PythonModelRunner
+    from triton_deploy.build.spec import EnsembleSpec, EnsembleStep, TensorSpec
+
+    model, tree = context.model, artifact.tree
+    repository = context.version_dir.parent.parent
+    batching = {
+        "max_batch_size": model.max_batch_size,
+        "dynamic_batching": model.dynamic_batching,
+        "instance_group": model.instance_group,
+    }
+    features = [TensorSpec(name="input__0", dtype="FP32", dims=[tree.n_features])]
+    outputs = config_tensors(artifact.outputs, model.max_batch_size)
+    inputs = config_tensors(artifact.inputs, model.max_batch_size)
+    fil = ModelSpec(
+        name=f"{model.name}_fil",
+        backend="fil",
+        source=artifact.path.name,
+        inputs=features,
+        outputs=outputs,
+        fil=model.fil,
+        **batching,
+    )
+    pre = ModelSpec(
+        name=f"{model.name}_categories",
+        backend="python",
+        python_model="model.py",
+        inputs=inputs,
+        outputs=features,
+        **batching,
+    )
+    pre_dir = repository / pre.name / str(model.version)
+    pre_dir.mkdir(parents=True, exist_ok=True)
+    template = resources.files("triton_deploy.build").joinpath("tree_categories_model.py")
+    (pre_dir / "model.py").write_bytes(template.read_bytes())
+    (pre_dir / "categories.json").write_text(json.dumps(tree.category_table(), indent=1) + "\n")
+    companions = []
+    for member, parameters_ in ((pre, {}), (fil, parameters)):
+        config = configs.model_config(
+            member, list(member.inputs), list(member.outputs), parameters_
+        )
+        configs.write_config(config, repository / member.name)
+        companions.append(Companion(member.name, config, model.version))
+    ensemble = EnsembleSpec(
+        name=model.name,
+        version=model.version,
+        max_batch_size=model.max_batch_size,
+        inputs=inputs,
+        outputs=outputs,
+        steps=[
+            EnsembleStep(
+                model=pre.name,
+                inputs={t.name: t.name for t in inputs},
+                outputs={"input__0": "input__0"},
+            ),
+            EnsembleStep(
+                model=fil.name, inputs={"input__0": "input__0"}, outputs={"output__0": "output__0"}
+            ),
+        ],
+        tolerance=model.tolerance,
+    )
+    validate_ensemble(ensemble, {c.name: c.config for c in companions})
+    # the generated preprocessing model itself, run as Triton runs it
+    preprocess = PythonModelRunner(repository / pre.name, model.version, companions[0].config)
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return fil_run({"input__0": preprocess(feeds)["input__0"]})
+
+    return Served(
+        run,
+        detail=note + f"; {pre.name} → {fil.name}",
+        companions=companions,
+        config=configs.ensemble_config(ensemble),
+    )
 
 
 class SklearnToOnnx(CopyOnnx):

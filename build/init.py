@@ -167,6 +167,19 @@ def _entry(path: Path, name: str, base: Path) -> InitEntry:
                 f"    # FIL serves output__0 [{plan.width}]"
                 + (" = class probabilities" if plan.predict_proba else ""),
             ]
+            if tree.categories:
+                table = tree.category_table()
+                names = [table["features"][i] for i in sorted(tree.categories)]
+                named = all(tree.categories.values())
+                lines.append(
+                    f"    categorical: codes   # {names} categorical: clients send category codes"
+                    " (categories.json maps names to codes)"
+                    + (
+                        "; `strings` takes the names through a generated preprocessing model"
+                        if named
+                        else "; the file holds no names, so codes only"
+                    )
+                )
             if tree.task == "binary":
                 lines.append(
                     "    # fil: { threshold: 0.5 }   # also: output_class, predict_proba, proba_width"

@@ -646,7 +646,9 @@ class _Build:
         )
         self.built[model.name] = built
         step_names = " → ".join(s.name for s in steps)
-        samples, samples_label = self.samples_for(model, current.inputs)
+        samples, samples_label = self.samples_for(
+            model, current.inputs, artifact.info.get("synthesize")
+        )
         built.samples = _config_samples(samples, config)
         if artifact.reference is not None:
             built.reference = _as_config_shaped(artifact.reference, config)
@@ -711,7 +713,10 @@ class _Build:
         return result
 
     def samples_for(
-        self, model: ModelSpec, inputs: list[Tensor]
+        self,
+        model: ModelSpec,
+        inputs: list[Tensor],
+        synthesize: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     ) -> tuple[dict[str, np.ndarray], str]:
         batching = model.max_batch_size > 0
         if model.samples is not None:
@@ -720,6 +725,8 @@ class _Build:
             rows = next(iter(samples.values())).shape[0] if batching else 1
             return samples, f"{model.samples} ({rows} rows)"
         samples = synthesize_samples(inputs, batching=batching, seed=self.spec.seed)
+        if synthesize is not None:  # the reader knows valid values (e.g. category codes)
+            samples = synthesize(samples)
         rows = next(iter(samples.values())).shape[0] if batching else 1
         return samples, f"synthesized ({rows} rows; give `samples:` for real inputs)"
 

@@ -264,6 +264,10 @@ class ModelSpec(_Strict):
     # read only when this is true. skops files: types beyond skops' trusted defaults.
     trust_pickle: bool = False
     trusted_types: list[str] = Field(default_factory=list)
+    # XGBoost/LightGBM categorical features: clients send category codes (FIL's input; the
+    # names are written to categories.json), or the category strings themselves (a generated
+    # preprocessing model and an ensemble in front of FIL).
+    categorical: Literal["codes", "strings"] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,9 @@ from usermodels import (
     hf_reference,
     make_hf_folder,
     make_hf_pt2,
+    CITIES,
+    categorical_frame,
+    make_categorical_trees,
     make_huge_external_onnx,
     make_skl2onnx_classifier,
     make_sklearn_models,
@@ -120,10 +123,16 @@ def sklearn_models(
 
 
 @pytest.fixture(scope="module")
+def categorical(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any]]:
+    return make_categorical_trees(tmp_path_factory.mktemp("categorical"))
+
+
+@pytest.fixture(scope="module")
 def built(
     exported: dict[str, UserModel],
     hf_folders: dict[str, Path],
     sklearn_models: dict[str, tuple[Path, Any, dict[str, Any]]],
+    categorical: dict[str, tuple[Path, Any]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, BuildReport]]:
     spec_dir = tmp_path_factory.mktemp("spec")
@@ -131,6 +140,9 @@ def built(
     entries = [spec_entry(m, spec_dir) for m in exported.values()]
     for name, (path, _, extras) in sklearn_models.items():
         entries.append({"name": name, "source": str(path), **extras})
+    for name, (path, _) in categorical.items():
+        entries.append({"name": name, "source": str(path), "categorical": "codes"})
+        entries.append({"name": f"{name}_s", "source": str(path), "categorical": "strings"})
     for task, folder in hf_folders.items():
         entries.append(
             {
@@ -201,6 +213,18 @@ def test_exports_build_with_the_edits_triton_needs(built: tuple[Path, BuildRepor
         ("label", mc.TYPE_STRING),
         ("probabilities", mc.TYPE_FP32),
     ]
+    # Categorical trees: codes straight into FIL, the names beside it; or strings through a
+    # generated preprocessing model.
+    for name in ("shops_xgb", "shops_lgb"):
+        table = json.loads((out / name / "categories.json").read_text())
+        assert table["categorical"]["city"] == {"index": 1, "categories": CITIES}
+        strings = read_config(out / f"{name}_s" / "config.pbtxt")
+        assert strings.platform == "ensemble"
+        assert [(t.name, t.data_type) for t in strings.input] == [
+            ("numeric", mc.TYPE_FP32),
+            ("categories", mc.TYPE_STRING),
+        ]
+        assert read_config(out / f"{name}_s_fil" / "config.pbtxt").backend == "fil"
     bert = read_config(out / "bert_cls" / "config.pbtxt")
     assert [t.name for t in bert.output] == ["logits"]  # not linear_13
     assert [t.name for t in bert.input] == ["input_ids", "attention_mask"]
@@ -212,6 +236,7 @@ def test_exports_serve_like_their_frameworks(
     exported: dict[str, UserModel],
     hf_folders: dict[str, Path],
     sklearn_models: dict[str, tuple[Path, Any, dict[str, Any]]],
+    categorical: dict[str, tuple[Path, Any]],
 ) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -265,6 +290,65 @@ def test_exports_serve_like_their_frameworks(
 
             check_fresh(
                 client, name, rows, framework, atol=1e-5, rtol=1e-4, label=f"{name} (sklearn)"
+            )
+        for name, (_, classifier) in categorical.items():
+
+            def codes(batch: int, seed: int) -> dict[str, np.ndarray]:
+                frame = categorical_frame(batch, seed)
+                x = frame.assign(city=frame.city.cat.codes).to_numpy(np.float32)
+                return {"input__0": x}
+
+            def strings(batch: int, seed: int) -> dict[str, np.ndarray]:
+                frame = categorical_frame(batch, seed)
+                names = frame.city.astype(str).to_numpy()
+                names[::5] = "atlantis"  # unknown: missing, as in the framework
+                return {
+                    "numeric": frame[["amount", "age"]].to_numpy(np.float32),
+                    "categories": np.array([[n.encode()] for n in names], dtype=object),
+                }
+
+            def from_codes(
+                feeds: dict[str, np.ndarray], m: Any = classifier
+            ) -> dict[str, np.ndarray]:
+                import pandas as pd
+
+                x = feeds["input__0"]
+                frame = pd.DataFrame(
+                    {
+                        "amount": x[:, 0],
+                        "city": pd.Categorical.from_codes(x[:, 1].astype(int), categories=CITIES),
+                        "age": x[:, 2],
+                    }
+                )
+                return {"output__0": m.predict_proba(frame)[:, 1:]}
+
+            def from_strings(
+                feeds: dict[str, np.ndarray], m: Any = classifier
+            ) -> dict[str, np.ndarray]:
+                import pandas as pd
+
+                frame = pd.DataFrame(
+                    {
+                        "amount": feeds["numeric"][:, 0],
+                        "city": pd.Categorical(
+                            [v.decode() for v in feeds["categories"][:, 0]], categories=CITIES
+                        ),
+                        "age": feeds["numeric"][:, 1],
+                    }
+                )
+                return {"output__0": m.predict_proba(frame)[:, 1:]}
+
+            check_fresh(
+                client, name, codes, from_codes, atol=1e-5, rtol=1e-4, label=f"{name} (codes)"
+            )
+            check_fresh(
+                client,
+                f"{name}_s",
+                strings,
+                from_strings,
+                atol=1e-5,
+                rtol=1e-4,
+                label=f"{name} (strings)",
             )
         for task, folder in hf_folders.items():
             run = hf_reference(folder, task)

@@ -569,3 +569,43 @@ def make_sklearn_models(folder: Path) -> dict[str, tuple[Path, Any, dict[str, An
     joblib.dump(estimators["forest"][0], pickled)
     made["legacy"] = (pickled, estimators["forest"][0], {"trust_pickle": True, "backend": "fil"})
     return made
+
+
+CITIES = ["lima", "oslo", "paris", "rome", "kyoto"]
+
+
+def categorical_frame(rows: int, seed: int) -> Any:
+    """Two numeric columns around a pandas category column, as a user's training data."""
+    import pandas as pd
+
+    rng = _rng(seed)
+    return pd.DataFrame(
+        {
+            "amount": rng.standard_normal(rows).astype(np.float32),
+            "city": pd.Categorical(rng.choice(CITIES, rows), categories=CITIES),
+            "age": rng.uniform(18, 80, rows).astype(np.float32),
+        }
+    )
+
+
+def make_categorical_trees(folder: Path) -> dict[str, tuple[Path, Any]]:
+    """XGBoost (enable_categorical, a pandas category column; XGBoost >= 3.1 stores the names
+    as `cats`) and LightGBM (pandas_categorical) classifiers. name -> (file, sklearn-API model)."""
+    import lightgbm
+    import xgboost
+
+    frame = categorical_frame(600, 61)
+    y = (frame.amount + (frame.city == "rome") * 1.2 - (frame.city == "oslo") * 0.8) > 0.3
+    made: dict[str, tuple[Path, Any]] = {}
+    xgb = xgboost.XGBClassifier(
+        n_estimators=20, max_depth=4, enable_categorical=True, tree_method="hist", random_state=0
+    ).fit(frame, y.astype(int))
+    path = folder / "shops_xgb.json"
+    xgb.get_booster().save_model(str(path))
+    made["shops_xgb"] = (path, xgb)
+    lgb = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1, random_state=0)
+    lgb.fit(frame, y.astype(int))
+    path = folder / "shops_lgb.txt"
+    lgb.booster_.save_model(str(path))
+    made["shops_lgb"] = (path, lgb)
+    return made
