@@ -19,6 +19,7 @@ predictions against XGBoost's.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -209,7 +210,7 @@ def _xgboost_categories(document: dict[str, Any]) -> dict[int, list[str]]:
                 raw = bytes(int(v) for v in values)
                 found[index] = [
                     raw[start:end].decode("utf-8", "replace")
-                    for start, end in zip(offsets[:-1], offsets[1:], strict=True)
+                    for start, end in itertools.pairwise(offsets)
                 ]
             elif values:
                 found[index] = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]

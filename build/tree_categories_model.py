@@ -38,7 +38,7 @@ class TritonPythonModel:
             if self.numeric:
                 numeric = pb_utils.get_input_tensor_by_name(request, "numeric").as_numpy()
                 features[:, self.numeric] = numeric.astype(np.float32)
-            for column, (index, codes) in enumerate(zip(self.categorical, self.codes)):
+            for column, (index, codes) in enumerate(zip(self.categorical, self.codes, strict=True)):
                 values = [
                     v if isinstance(v, bytes) else str(v).encode("utf-8")
                     for v in strings[:, column]

@@ -24,14 +24,14 @@ from rich.console import Console
 from tritonclient.grpc import model_config_pb2 as mc
 from typer.testing import CliRunner
 from usermodels import (
+    CITIES,
     SENTENCES,
     UserModel,
+    categorical_frame,
     hf_reference,
+    make_categorical_trees,
     make_hf_folder,
     make_hf_pt2,
-    CITIES,
-    categorical_frame,
-    make_categorical_trees,
     make_huge_external_onnx,
     make_skl2onnx_classifier,
     make_sklearn_models,
