@@ -158,6 +158,23 @@ def _not_a_tree_for_fil(folder: Path) -> dict[str, Any]:
     return {"name": "m", "source": "linear.skops", "backend": "fil"}
 
 
+def _folder_without_config(folder: Path) -> dict[str, Any]:
+    (folder / "my-model").mkdir(exist_ok=True)
+    (folder / "my-model" / "weights.bin").write_bytes(b"\0" * 16)
+    return {"name": "m", "source": "my-model/"}
+
+
+def _folder_without_weights(folder: Path) -> dict[str, Any]:
+    (folder / "no-weights").mkdir(exist_ok=True)
+    (folder / "no-weights" / "config.json").write_text('{"model_type": "bert"}')
+    return {"name": "m", "source": "no-weights/"}
+
+
+def _strings_without_categories(folder: Path) -> dict[str, Any]:
+    make_lightgbm(folder, classes=2)
+    return {"name": "m", "source": "churn.txt", "categorical": "strings"}
+
+
 def _unregistered_pytree(folder: Path) -> dict[str, Any]:
     """Outputs of a pytree type registered by a module the build has not imported."""
     import dataclasses
@@ -269,6 +286,17 @@ CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
         "non-tensor output",
         _sequence_output,
         ["seq.onnx", "'pieces'", "sequences or maps", "`outputs:`"],
+    ),
+    (
+        "folder without config.json",
+        _folder_without_config,
+        ["my-model", "without config.json", "save_pretrained"],
+    ),
+    ("folder without weights", _folder_without_weights, ["no-weights", "without weights"]),
+    (
+        "categorical strings without categories",
+        _strings_without_categories,
+        ["churn.txt", "`categorical: strings`", "no categorical features"],
     ),
     (
         "pickle not trusted",

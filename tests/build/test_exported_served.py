@@ -487,3 +487,32 @@ def test_a_model_over_2_gb_serves_with_its_data_copied_alongside(tmp_path: Path)
             got = infer(client, "huge", feeds, ["picked"])["picked"]
             np.testing.assert_allclose(got, model.reference(feeds)["picked"], atol=0)
         client.close()
+
+
+def test_generated_models_are_kept_by_a_partial_build_and_listed_in_the_manifest(
+    tmp_path: Path,
+) -> None:
+    """`--only other` keeps a model's generated companions (here: the preprocessing model and
+    the FIL model of `categorical: strings`), files and manifest entries alike."""
+    from usermodels import make_two_input_onnx
+
+    made = make_categorical_trees(tmp_path)
+    pair = make_two_input_onnx(tmp_path)
+    spec = tmp_path / "models.yaml"
+    entries = [
+        {"name": "shops", "source": str(made["shops_xgb"][0]), "categorical": "strings"},
+        spec_entry(pair, tmp_path),
+    ]
+    spec.write_text(yaml.safe_dump({"models": entries}))
+    out = tmp_path / "repo"
+    assert not build_repository(load_spec(spec), out, console=QUIET).failed
+    companions = ["shops_categories", "shops_fil"]
+    manifest = json.loads((out / "manifest.json").read_text())["models"]
+    assert [manifest[c]["companion_of"] for c in companions] == ["shops", "shops"]
+    before = {c: sorted(manifest[c]["files"]) for c in companions}
+    report = build_repository(load_spec(spec), out, only={"pair"}, console=QUIET)
+    assert not report.failed and [r.model for r in report.results] == ["pair"]
+    manifest = json.loads((out / "manifest.json").read_text())["models"]
+    for companion in companions:
+        assert (out / companion / "config.pbtxt").is_file()
+        assert sorted(manifest[companion]["files"]) == before[companion]
