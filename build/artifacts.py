@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -87,6 +88,11 @@ class Artifact:
     reference: Reference | None
     # Details that later steps need: the tree model and its FIL plan, the ONNX opset, ...
     info: dict[str, Any] = field(default_factory=dict)
+
+    def external_files(self) -> list[str]:
+        """Files beside ``path`` that the model reads too (ONNX external data), relative."""
+        external = self.info.get("external")
+        return list(external.files) if external is not None else []
 
     @property
     def tree(self) -> TreeModel:
@@ -269,11 +275,10 @@ def run_onnx(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def onnx_session(path: Path) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), _session_options(), providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:
         message = str(exc).split(" : ", 2)[-1].strip()
         raise ArtifactError(
@@ -281,50 +286,191 @@ def onnx_session(path: Path) -> Any:
         ) from None
 
 
-def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
+def _non_tensor_outputs(model: Any) -> list[str]:
+    return [o.name for o in model.graph.output if not o.type.HasField("tensor_type")]
+
+
+def _drop_outputs(model: Any, names: set[str]) -> Any:
     import onnx
 
-    try:
-        graph = onnx.load(str(path))
-    except Exception as exc:
-        raise ArtifactError(f"{path}: not a readable ONNX model ({exc}); truncated?") from None
-    try:
-        onnx.checker.check_model(graph, full_check=True)
+    edited = onnx.ModelProto()
+    edited.CopyFrom(model)
+    for index in reversed(range(len(edited.graph.output))):
+        if edited.graph.output[index].name in names:
+            del edited.graph.output[index]
+    return edited
+
+
+def _fixed_batch(tensors: list[Tensor]) -> int | None:
+    """The fixed first dim shared by every tensor (torch.onnx.export's batch of 2), if any."""
+    firsts = {t.shape[0] if t.shape else None for t in tensors}
+    if len(firsts) == 1:
+        (first,) = firsts
+        if first is not None and first > 0:
+            return int(first)
+    return None
+
+
+def _read_onnx(path: Path, model: ModelSpec) -> Artifact:
+    """An ONNX file, its external data checked, with the edits Triton 24.10 needs planned
+    (``onnx_edits``): ZipMap removed, opset converted down, batch axis relaxed, renames."""
+    import onnx
+
+    from triton_deploy.build import onnx_edits as edits
+    from triton_deploy.build.onnx_files import external_data, graph_session, load_graph
+
+    graph = load_graph(path)
+    data = external_data(path, graph)
+    try:  # by path: external data and models over 2 GB are checked where they are
+        onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"{path}: fails onnx.checker: {first}") from None
-    opsets = {o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")}
-    opset = max(opsets) if opsets else 0
-    if opset > TARGET_MAX_OPSET:
-        raise ArtifactError(
-            f"{path}: ONNX opset {opset} is newer than Triton 24.10's onnxruntime runs "
-            f"(opset <= {TARGET_MAX_OPSET}); re-export with opset_version={TARGET_MAX_OPSET} or lower"
-        )
     session = onnx_session(path)  # also proves the pinned onnxruntime can load it
+    notes: list[str] = []
+    if data.files:
+        from triton_deploy.build.onnx_files import INLINE_LIMIT
+
+        how = "inlined" if data.total_bytes < INLINE_LIMIT else "copied alongside model.onnx"
+        notes.append(f"external data {data.describe()}: {how}")
+    back = {new: old for old, new in model.rename.items()}
+    declared = {back.get(t.name, t.name) for t in model.outputs} if model.outputs else None
+    zipmaps = edits.find_zipmaps(graph)
+    edited, zipmap_notes = edits.remove_zipmaps(graph, declared)
+    notes += zipmap_notes
+    others = _non_tensor_outputs(edited)
+    if others and declared is not None and not (set(others) & declared):
+        edited = _drop_outputs(edited, set(others))
+        notes.append(f"non-tensor output(s) {others} dropped (not declared)")
+    elif others:
+        raise ArtifactError(
+            f"{path}: output(s) {others} are sequences or maps, which Triton cannot serve: "
+            "declare only the tensor outputs in `outputs:` to drop them, or re-export without "
+            "them"
+        )
+    opset = edits.default_opset(edited)
+    ml_opset = edits.default_opset(edited, "ai.onnx.ml")
+    if opset > TARGET_MAX_OPSET or ml_opset > edits.TARGET_MAX_ML_OPSET:
+        edited = edits.convert_opset(path, edited, min(opset, TARGET_MAX_OPSET))
+        notes.append(f"opset {opset} converted to {TARGET_MAX_OPSET} (onnx.version_converter)")
+    file_inputs = onnx_tensors(path, edited, "input")
+    file_outputs = onnx_tensors(path, edited, "output")
+    fixed = _fixed_batch(file_inputs + file_outputs)
+    original_names = [o.name for o in session.get_outputs()]
+    input_names = [t.name for t in file_inputs]
+
+    def run_file(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = session.run(original_names, {n: feeds[n] for n in input_names})
+        out = {}
+        for name, value in zip(original_names, values, strict=True):
+            if name in zipmaps:
+                value = edits.zipmap_array(value, zipmaps[name].labels)
+            out[name] = value
+        return out
+
+    run_source: Reference = run_file
+    if model.dynamic_batch:
+        if fixed is None:
+            raise ArtifactError(
+                f"{path}: `dynamic_batch: true`, but the file's tensors have no common fixed "
+                f"first dim ({[t.describe() for t in file_inputs + file_outputs]}): remove "
+                "`dynamic_batch`"
+            )
+        edited = edits.relax_batch(edited)
+        relaxed = graph_session(edited, data, _session_options())
+        relaxed_names = [o.name for o in relaxed.get_outputs()]
+
+        def run_relaxed(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            values = relaxed.run(relaxed_names, {n: feeds[n] for n in input_names})
+            return dict(zip(relaxed_names, values, strict=True))
+
+        probe = {
+            t.name: v for t, v in zip(file_inputs, _example_rows(file_inputs, fixed), strict=True)
+        }
+        edits.check_relaxed(path, run_relaxed, run_file, probe, fixed)
+        run_source = _in_chunks(run_file, fixed)
+        notes.append(f"fixed batch {fixed} made dynamic (checked at batch 1 and 3)")
+        file_inputs = onnx_tensors(path, edited, "input")
+        file_outputs = onnx_tensors(path, edited, "output")
+    if model.rename:
+        unknown = sorted(set(model.rename) - {t.name for t in file_inputs + file_outputs})
+        if unknown:
+            raise ArtifactError(
+                f"{path}: `rename:` names {unknown}, which are not inputs or outputs of the file "
+                f"(inputs {input_names}, outputs {[t.name for t in file_outputs]})"
+            )
+        edited = edits.rename_tensors(edited, model.rename)
+        file_inputs = [
+            Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_inputs
+        ]
+        file_outputs = [
+            Tensor(model.rename.get(t.name, t.name), t.dtype, t.shape) for t in file_outputs
+        ]
     batching = model.max_batch_size > 0
     inputs = reconcile(
-        path,
-        "input",
-        onnx_tensors(path, graph, "input"),
-        model.inputs,
-        batching=batching,
-        positional=False,
+        path, "input", file_inputs, model.inputs, batching=batching, positional=False
     )
     outputs = reconcile(
-        path,
-        "output",
-        onnx_tensors(path, graph, "output"),
-        model.outputs,
-        batching=batching,
-        positional=False,
+        path, "output", file_outputs, model.outputs, batching=batching, positional=False
     )
     names = [t.name for t in outputs]
+    renamed = {new: old for old, new in model.rename.items()}
 
     def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = session.run(names, {t.name: feeds[t.name] for t in inputs})
-        return dict(zip(names, values, strict=True))
+        given = {renamed.get(t.name, t.name): feeds[t.name] for t in inputs}
+        values = run_source(given)
+        return {name: values[renamed.get(name, name)] for name in names}
 
-    return Artifact(Format.ONNX, path, inputs, outputs, reference, {"opset": opset})
+    info = {
+        "opset": min(opset, TARGET_MAX_OPSET),
+        "graph": edited,
+        "external": data,
+        "notes": notes,
+    }
+    return Artifact(Format.ONNX, path, inputs, outputs, reference, info)
+
+
+def _session_options() -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    return options
+
+
+def _example_rows(tensors: list[Tensor], rows: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = []
+    for t in tensors:
+        shape = tuple(rows if i == 0 else (d if d > 0 else 4) for i, d in enumerate(t.shape))
+        dtype = numpy_dtype(t.dtype)
+        if np.issubdtype(dtype, np.floating):
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            arrays.append(rng.integers(0, 2, shape).astype(dtype))
+    return arrays
+
+
+def _in_chunks(run: Reference, fixed: int) -> Reference:
+    """``run`` (a model that takes exactly ``fixed`` rows) on any number of rows."""
+
+    def chunked(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = next(iter(feeds.values())).shape[0]
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, rows, fixed):
+            chunk = {k: v[start : start + fixed] for k, v in feeds.items()}
+            taken = next(iter(chunk.values())).shape[0]
+            if taken < fixed:  # pad with copies of the last row, drop them after
+                chunk = {
+                    k: np.concatenate([v, np.repeat(v[-1:], fixed - taken, axis=0)])
+                    for k, v in chunk.items()
+                }
+            for name, value in run(chunk).items():
+                parts.setdefault(name, []).append(value[:taken])
+        return {name: np.concatenate(values) for name, values in parts.items()}
+
+    return chunked
 
 
 # -- PyTorch -----------------------------------------------------------------------------------
@@ -358,26 +504,125 @@ def _flatten(result: Any) -> list[Any]:
     return [result]
 
 
-def _torch_reference(module: Any, inputs: list[Tensor], outputs: list[Tensor]) -> Reference:
+def _torch_reference(
+    module: Any, inputs: list[Tensor], outputs: list[Tensor], in_spec: Any = None
+) -> Reference:
+    """The module on numpy feeds; with a torch.export ``in_spec`` the flat inputs are put back
+    into the program's (args, kwargs) shape, and any pytree output is flattened."""
     import torch
+    from torch.utils import _pytree
 
     def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in inputs]
+        flat = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in inputs]
         with torch.no_grad():
-            values = _flatten(module(*args))
+            if in_spec is not None:
+                args, kwargs = _pytree.tree_unflatten(flat, in_spec)
+                result = module(*args, **kwargs)
+            else:
+                result = module(*flat)
+        values = _pytree.tree_leaves(result)
         return {t.name: v.detach().numpy() for t, v in zip(outputs, values, strict=True)}
 
     return reference
 
 
-def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
+def output_names(spec: Any) -> list[str]:
+    """Names for the leaves of a torch.export output pytree, from its keys: ``logits``,
+    ``hidden_states.0``; a lone tensor is ``output``, a top-level tuple ``output_0``, ..."""
+    import dataclasses
+
+    def children(node: Any) -> list[Any]:
+        method = getattr(node, "children", None)  # torch >= 2.10; children_specs before
+        return list(method()) if callable(method) else list(node.children_specs)
+
+    def keys(node: Any) -> list[str]:
+        context, kids = node.context, children(node)
+        if (
+            isinstance(context, (list, tuple))
+            and len(context) == len(kids)
+            and all(isinstance(k, (str, int)) for k in context)
+        ):
+            return [str(k) for k in context]
+        if isinstance(context, type) and hasattr(context, "_fields"):  # namedtuple
+            return list(context._fields)
+        if dataclasses.is_dataclass(node.type):
+            fields = [f.name for f in dataclasses.fields(node.type)]
+            if len(fields) == len(kids):
+                return fields
+        return [str(i) for i in range(len(kids))]
+
+    def walk(node: Any, prefix: str) -> list[str]:
+        if node.is_leaf():
+            return [prefix]
+        names = []
+        for key, child in zip(keys(node), children(node), strict=True):
+            names += walk(child, f"{prefix}.{key}" if prefix else key)
+        return names
+
+    if spec.is_leaf():
+        return ["output"]
+    names = walk(spec, "")
+    return [name if name[:1].isalpha() else f"output_{name}" for name in names]
+
+
+_UNREGISTERED = re.compile(r"Deserializing ([\w.]+) in pytree is not registered")
+
+
+def _load_program(path: Path, model: ModelSpec) -> Any:
+    """``torch.export.load`` after the spec's ``pre_import`` modules, with the real cause of a
+    failure (torch logs it as a warning and raises a generic error)."""
+    import importlib
+
     import torch
 
+    for module in model.pre_import:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise ArtifactError(
+                f"{path}: pre_import '{module}' cannot be imported ({type(exc).__name__}: {exc}); "
+                "install the package that defines it"
+            ) from None
+    records: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+            if record.exc_info:
+                records.append(logging.Formatter().formatException(record.exc_info))
+
+    handler = Capture(logging.WARNING)
+    logger = logging.getLogger("torch.export")
+    propagate = logger.propagate
+    logger.addHandler(handler)
     try:
         with quiet_frameworks():
-            program = torch.export.load(str(path))
+            logger.setLevel(logging.WARNING)  # captured here only, not printed
+            logger.propagate = False
+            return torch.export.load(str(path))
     except Exception as exc:
-        raise ArtifactError(f"{path}: torch.export.load fails: {exc}") from None
+        found = _UNREGISTERED.search("\n".join(records) + str(exc))
+        if found:
+            type_name = found.group(1)
+            module = type_name.rsplit(".", 1)[0]
+            raise ArtifactError(
+                f"{path}: its outputs use the pytree type {type_name}, which is not registered "
+                f"here: add `pre_import: [{module}]` to the model's spec entry (the module "
+                "registers it when imported), or make forward() return a tensor, tuple or dict"
+            ) from None
+        raise ArtifactError(f"{path}: torch.export.load fails: {_first_line_of(exc)}") from None
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _first_line_of(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
+    program = _load_program(path, model)
     signature = program.graph_signature
     nodes = {n.name: n for n in program.graph.nodes}
     found_inputs = []
@@ -385,10 +630,21 @@ def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
         value = nodes[name].meta.get("val")
         if value is None or not hasattr(value, "shape"):
             raise ArtifactError(f"{path}: input '{name}' is not a tensor")
-        found_inputs.append(Tensor(name, _torch_dtype(path, name, value.dtype), _fake_shape(value)))
+        found_inputs.append(
+            Tensor(
+                model.rename.get(name, name),
+                _torch_dtype(path, name, value.dtype),
+                _fake_shape(value),
+            )
+        )
     output_node = next(n for n in program.graph.nodes if n.op == "output")
     found_outputs = []
-    for name, node in zip(signature.user_outputs, _flatten(output_node.args[0]), strict=False):
+    # Graph names (linear_13) give way to the pytree's keys (logits, hidden_states.0).
+    names = output_names(program.call_spec.out_spec)
+    if len(names) != len(signature.user_outputs):
+        names = [str(n) for n in signature.user_outputs]
+    names = [model.rename.get(n, n) for n in names]
+    for name, node in zip(names, _flatten(output_node.args[0]), strict=False):
         value = getattr(node, "meta", {}).get("val")
         if value is None or not hasattr(value, "shape"):
             raise ArtifactError(f"{path}: output '{name}' is not a tensor")
@@ -408,7 +664,7 @@ def _read_torch_export(path: Path, model: ModelSpec) -> Artifact:
         path,
         inputs,
         outputs,
-        _torch_reference(module, inputs, outputs),
+        _torch_reference(module, inputs, outputs, program.call_spec.in_spec),
         {"program": program},
     )
 
@@ -455,7 +711,81 @@ def _read_trees(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
         features = np.asarray(feeds["input__0"], dtype=np.float32)
         return {"output__0": fil_output(tree.predict(features), tree.task, plan)}
 
-    return Artifact(fmt, path, inputs, outputs, reference, {"tree": tree, "fil": plan})
+    info: dict[str, Any] = {"tree": tree, "fil": plan}
+    if tree.categories:
+        info["synthesize"] = _category_samples(tree, model.categorical == "strings")
+    if model.categorical == "strings":
+        if not tree.categories:
+            raise ArtifactError(
+                f"{path}: `categorical: strings` but the model has no categorical features"
+            )
+        unnamed = [i for i, names in tree.categories.items() if not names]
+        if unnamed:
+            raise ArtifactError(
+                f"{path}: categorical feature(s) {unnamed} carry no category names in the file "
+                "(trained on codes): use `categorical: codes`, or train on a pandas category "
+                "column so the names are saved with the model"
+            )
+        to_codes = categories_to_codes(tree)
+        numeric = [i for i in range(tree.n_features) if i not in tree.categories]
+        inputs = [Tensor("categories", "BYTES", (-1, len(tree.categories)))]
+        if numeric:
+            inputs.insert(0, Tensor("numeric", "FP32", (-1, len(numeric))))
+
+        def from_strings(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return reference({"input__0": to_codes(feeds)})
+
+        return Artifact(fmt, path, inputs, outputs, from_strings, info)
+    return Artifact(fmt, path, inputs, outputs, reference, info)
+
+
+def _category_samples(
+    tree: TreeModel, strings: bool
+) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Synthetic samples with valid categories: integer codes, or the names."""
+
+    def fix(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(0)
+        samples = dict(samples)
+        if strings:
+            columns = [
+                rng.choice(
+                    np.array([n.encode() for n in tree.categories[i]], dtype=object),
+                    len(samples["categories"]),
+                )
+                for i in sorted(tree.categories)
+            ]
+            samples["categories"] = np.stack(columns, axis=1).astype(object)
+            return samples
+        x = samples["input__0"].copy()
+        for index, names in tree.categories.items():
+            x[:, index] = rng.integers(0, max(len(names), 2), x.shape[0]).astype(np.float32)
+        samples["input__0"] = x
+        return samples
+
+    return fix
+
+
+def categories_to_codes(tree: TreeModel) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """(numeric, categories) feeds -> the FIL feature matrix (unknown category: NaN)."""
+    categorical = sorted(tree.categories)
+    numeric = [i for i in range(tree.n_features) if i not in tree.categories]
+    codes = [
+        {name.encode(): float(code) for code, name in enumerate(tree.categories[i])}
+        for i in categorical
+    ]
+
+    def convert(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        strings = np.asarray(feeds["categories"])
+        x = np.full((strings.shape[0], tree.n_features), np.nan, dtype=np.float32)
+        if numeric:
+            x[:, numeric] = np.asarray(feeds["numeric"], dtype=np.float32)
+        for column, (index, table) in enumerate(zip(categorical, codes, strict=True)):
+            values = [v if isinstance(v, bytes) else str(v).encode() for v in strings[:, column]]
+            x[:, index] = [table.get(v, np.nan) for v in values]
+        return x
+
+    return convert
 
 
 def read_artifact(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
@@ -466,6 +796,14 @@ def read_artifact(path: Path, fmt: Format, model: ModelSpec) -> Artifact:
         artifact = _read_torch_export(path, model)
     elif fmt is Format.TORCHSCRIPT:
         artifact = _read_torchscript(path, model)
+    elif fmt is Format.HUGGINGFACE:
+        from triton_deploy.build.hf import read_hf_folder
+
+        artifact = read_hf_folder(path, model)
+    elif fmt.family == "sklearn":
+        from triton_deploy.build.sklearn import read_sklearn
+
+        artifact = read_sklearn(path, fmt, model)
     else:
         artifact = _read_trees(path, fmt, model)
     check_batch_axis(path, artifact.inputs + artifact.outputs, model.max_batch_size)

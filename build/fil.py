@@ -19,9 +19,10 @@ predictions against XGBoost's.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +47,11 @@ __all__ = [
 
 Task = Literal["binary", "multiclass", "regression"]
 #: model_type -> the file name the FIL backend loads by default.
-FIL_FILENAMES = {"xgboost_json": "xgboost.json", "lightgbm": "model.txt"}
+FIL_FILENAMES = {
+    "xgboost_json": "xgboost.json",
+    "lightgbm": "model.txt",
+    "treelite_checkpoint": "checkpoint.tl",
+}
 #: The Treelite release inside Triton 24.10's FIL backend (fil_backend r24.10, get_treelite.cmake).
 TARGET_TREELITE = "4.3.0"
 
@@ -111,6 +116,22 @@ class TreeModel:
     n_classes: int  # 2 for binary, k for multiclass, 1 for regression
     predict: Callable[[np.ndarray], np.ndarray]  # the source framework: (n,) or (n, k)
     document: dict[str, Any] | None = None  # XGBoost: the model as JSON
+    # Categorical features: feature index -> category names in code order (code = position;
+    # empty when the file has categorical splits but no names, e.g. trained on codes).
+    categories: dict[int, list[str]] = field(default_factory=dict)
+    feature_names: list[str] = field(default_factory=list)
+
+    def category_table(self) -> dict[str, Any]:
+        """The mapping written beside the served model (``categories.json``)."""
+        names = self.feature_names or [f"f{i}" for i in range(self.n_features)]
+        return {
+            "features": names,
+            "categorical": {
+                names[index]: {"index": index, "categories": values}
+                for index, values in sorted(self.categories.items())
+            },
+            "unknown": "NaN (missing)",
+        }
 
 
 def _task(objective: str, classifiers: dict[str, Task], regressors: frozenset[str]) -> Task:
@@ -163,8 +184,37 @@ def _read_xgboost(path: Path, fmt: Format) -> TreeModel:
         return np.asarray(values, dtype=np.float32)
 
     return TreeModel(
-        fmt, path, objective, task, booster.num_features(), n_classes, predict, document
+        fmt,
+        path,
+        objective,
+        task,
+        booster.num_features(),
+        n_classes,
+        predict,
+        document,
+        categories=_xgboost_categories(document),
+        feature_names=list(learner.get("feature_names") or []),
     )
+
+
+def _xgboost_categories(document: dict[str, Any]) -> dict[int, list[str]]:
+    """Categorical features of an XGBoost model: ``feature_types`` 'c', with their category
+    names from the ``cats`` encoding XGBoost >= 3.1 stores (a code is a position in it)."""
+    learner = document["learner"]
+    types = list(learner.get("feature_types") or [])
+    found: dict[int, list[str]] = {i: [] for i, kind in enumerate(types) if kind == "c"}
+    for model in _tree_models(learner["gradient_booster"]):
+        for index, encoding in enumerate((model.get("cats") or {}).get("enc") or []):
+            offsets, values = encoding.get("offsets") or [], encoding.get("values") or []
+            if offsets:
+                raw = bytes(int(v) for v in values)
+                found[index] = [
+                    raw[start:end].decode("utf-8", "replace")
+                    for start, end in itertools.pairwise(offsets)
+                ]
+            elif values:
+                found[index] = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    return found
 
 
 def _read_lightgbm(path: Path) -> TreeModel:
@@ -193,8 +243,35 @@ def _read_lightgbm(path: Path) -> TreeModel:
         return np.asarray(values, dtype=np.float32)
 
     return TreeModel(
-        Format.LIGHTGBM, path, objective, task, booster.num_feature(), n_classes, predict
+        Format.LIGHTGBM,
+        path,
+        objective,
+        task,
+        booster.num_feature(),
+        n_classes,
+        predict,
+        categories=_lightgbm_categories(booster, dump),
+        feature_names=list(booster.feature_name()),
     )
+
+
+def _lightgbm_categories(booster: Any, dump: dict[str, Any]) -> dict[int, list[str]]:
+    """LightGBM's categorical features (``feature_infos`` lists their values, not a range),
+    named by ``pandas_categorical`` when trained on a pandas category column."""
+    names = list(booster.feature_name())
+    infos = dump.get("feature_infos") or {}
+    # a categorical feature lists the values it saw; a numeric one only its range
+    indices = [
+        i
+        for i, name in enumerate(names)
+        if isinstance(infos.get(name), dict) and infos[name].get("values")
+    ]
+    pandas = list(getattr(booster, "pandas_categorical", None) or [])
+    found: dict[int, list[str]] = {}
+    for position, index in enumerate(indices):
+        values = pandas[position] if position < len(pandas) else []
+        found[index] = [str(v) for v in values]
+    return found
 
 
 @dataclass(frozen=True)
@@ -317,12 +394,9 @@ def fil_compatible_document(document: dict[str, Any]) -> dict[str, Any]:
     params = document["learner"]["learner_model_param"]
     models = _tree_models(document["learner"]["gradient_booster"])
     for model in models:
-        cats = model.pop("cats", None)
-        if isinstance(cats, dict) and any(cats.get(k) for k in cats):
-            raise ArtifactError(
-                "the model has categorical encodings (XGBoost >= 3.1 `cats`), which Triton "
-                f"24.10's FIL (Treelite {TARGET_TREELITE}) cannot load"
-            )
+        # XGBoost >= 3.1 keeps the category names (`cats`), which Treelite 4.3 rejects; FIL
+        # takes category codes, and the names go beside the model (categories.json).
+        model.pop("cats", None)
     base = str(params.get("base_score", "0"))
     if base.startswith("["):
         values = [v.strip() for v in base.strip("[]").split(",") if v.strip()]

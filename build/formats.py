@@ -27,14 +27,21 @@ class Format(StrEnum):
     XGBOOST_JSON = "xgboost_json"
     XGBOOST_UBJ = "xgboost_ubj"
     LIGHTGBM = "lightgbm"  # LightGBM text model
+    HUGGINGFACE = "huggingface"  # a save_pretrained folder: config.json, weights, tokenizer
+    SKLEARN_SKOPS = "sklearn_skops"  # skops.io.dump: a scikit-learn estimator, no pickle
+    SKLEARN_PICKLE = "sklearn_pickle"  # joblib.dump / pickle.dump: read only when trusted
 
     @property
     def family(self) -> str:
-        """``torch``, ``onnx`` or ``trees``: which targets the format can reach."""
+        """``torch``, ``onnx``, ``trees`` or ``huggingface``: which targets it can reach."""
         if self in (Format.TORCH_EXPORT, Format.TORCHSCRIPT):
             return "torch"
         if self is Format.ONNX:
             return "onnx"
+        if self is Format.HUGGINGFACE:
+            return "huggingface"
+        if self in (Format.SKLEARN_SKOPS, Format.SKLEARN_PICKLE):
+            return "sklearn"
         return "trees"
 
 
@@ -51,6 +58,10 @@ EXTENSIONS: dict[str, Format] = {
     ".txt": Format.LIGHTGBM,
     ".lgb": Format.LIGHTGBM,
     ".lgbm": Format.LIGHTGBM,
+    ".skops": Format.SKLEARN_SKOPS,
+    ".joblib": Format.SKLEARN_PICKLE,
+    ".pkl": Format.SKLEARN_PICKLE,
+    ".pickle": Format.SKLEARN_PICKLE,
 }
 _AMBIGUOUS = {".model", ".bin"}
 _ZIP = b"PK\x03\x04"
@@ -66,6 +77,8 @@ def _zip_kind(path: Path) -> tuple[Format | None, str]:
     except zipfile.BadZipFile:
         return None, "a damaged or truncated zip archive"
     entries = {name.split("/", 1)[-1] for name in names}
+    if "schema.json" in names:
+        return Format.SKLEARN_SKOPS, "a skops archive"
     if "archive_format" in entries or any(n.startswith("models/") for n in entries):
         return Format.TORCH_EXPORT, "a torch.export archive"
     if any(n.startswith("code/") for n in entries) and "constants.pkl" in entries:
@@ -84,7 +97,7 @@ def sniff(path: Path) -> tuple[Format | None, str]:
         with path.open("rb") as handle:
             head = handle.read(4096)
     except IsADirectoryError:
-        return None, "a directory, not a file"
+        return _folder_kind(path)
     if not head:
         return None, "an empty file"
     if head.startswith(_ZIP):
@@ -100,10 +113,36 @@ def sniff(path: Path) -> tuple[Format | None, str]:
             "XGBoost's legacy binary format, which current XGBoost and Triton's FIL backend no "
             "longer read: load it with the XGBoost that wrote it and save_model('model.json')"
         )
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return Format.SKLEARN_PICKLE, "a Python pickle"
     # An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
     if head[:1] == b"\x08":
         return Format.ONNX, "an ONNX protobuf"
     return None, "not a model file this build reads"
+
+
+#: Weight files a save_pretrained folder may hold (safetensors first: no pickle).
+HF_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _folder_kind(path: Path) -> tuple[Format | None, str]:
+    """A Hugging Face ``save_pretrained`` folder, or why the folder is not one."""
+    if not (path / "config.json").is_file():
+        return None, (
+            "a directory without config.json, so not a Hugging Face model folder "
+            "(model.save_pretrained(folder) and tokenizer.save_pretrained(folder) write one)"
+        )
+    if not any((path / name).is_file() for name in HF_WEIGHTS):
+        return None, (
+            f"a Hugging Face folder without weights (none of {', '.join(HF_WEIGHTS)}): save "
+            "it with model.save_pretrained(folder)"
+        )
+    return Format.HUGGINGFACE, "a Hugging Face model folder"
 
 
 def _json_kind(path: Path) -> tuple[Format | None, str]:
@@ -135,6 +174,8 @@ def detect_format(path: Path, declared: Format | str | None = None) -> Format:
                 f"{path}: format '{declared}' was declared, but the file is {description} "
                 f"('{found}')"
             )
+        return found
+    if found is Format.HUGGINGFACE:
         return found
     suffix = path.suffix.lower()
     announced = EXTENSIONS.get(suffix)

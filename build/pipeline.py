@@ -55,7 +55,7 @@ from triton_deploy.build.ensembles import validate_ensemble
 from triton_deploy.build.formats import Format, detect_format
 from triton_deploy.build.python_harness import PythonModelRunner, check_python_model
 from triton_deploy.build.recipes import RecipeResult, resolve_recipe
-from triton_deploy.build.samples import load_samples, synthesize_samples
+from triton_deploy.build.samples import load_expected, load_samples, synthesize_samples
 from triton_deploy.build.spec import (
     BuildSpec,
     EnsembleSpec,
@@ -212,10 +212,12 @@ class BuiltModel:
     reference: Reference | None = None  # config-shaped
     runner: Reference | None = None  # config-shaped
     samples: dict[str, np.ndarray] | None = None  # config-shaped
+    expected: dict[str, np.ndarray] | None = None  # config-shaped, from the samples' expected/
     onnx: Artifact | None = None  # the ONNX this model serves (for onnx_from)
     source: str = ""
     source_sha256: str = ""
     format: str = ""
+    companion_of: str = ""  # a model a converter wrote beside this one (a tokenizer, ...)
 
 
 # -- check first -------------------------------------------------------------------------------
@@ -258,7 +260,7 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                         f"{path}: file not found ({key} of model '{model.name}'; relative paths "
                         f"resolve against the spec's folder {spec.base})"
                     )
-                if not path.is_file():
+                if not path.is_file() and not (key == "source" and path.is_dir()):
                     raise ArtifactError(f"{path}: not a file ({key} of model '{model.name}')")
                 if key == "source":
                     fmt = detect_format(path, model.format)
@@ -268,8 +270,10 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                     check_python_model(path)
                 elif key == "shared_code":
                     _check_python_source(path)
-                elif key == "samples" and path.suffix.lower() not in (".npz", ".npy"):
-                    raise ArtifactError(f"{path}: samples must be a .npz or .npy file")
+                elif key == "samples" and path.suffix.lower() not in (".npz", ".npy", ".txt"):
+                    raise ArtifactError(
+                        f"{path}: samples must be a .npz or .npy file (or .txt, one text a line)"
+                    )
             except ArtifactError as exc:
                 problems.append(str(exc))
     for ensemble in spec.ensembles:
@@ -403,6 +407,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 # -- fingerprints ------------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
+    if path.is_dir():  # a model folder (save_pretrained): its files, names and contents
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode())
+            digest.update(_sha256(file).encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -440,6 +450,10 @@ def _inputs_fingerprint(spec: BuildSpec, resolved: Resolved) -> str:
         digest.update(repr(key).encode())
         if isinstance(target, Path):
             digest.update(_sha256(target).encode())
+    for name, artifact in sorted(resolved.artifacts.items()):  # weights outside the file
+        for location in sorted(artifact.external_files()):
+            digest.update(f"{name}:{location}".encode())
+            digest.update(_sha256(artifact.path.parent / location).encode())
     for name, code in sorted(resolved.recipe_files.items()):
         digest.update(name.encode())
         if code.is_file():
@@ -583,8 +597,12 @@ class _Build:
             current, served = step.convert(current, context)
         inputs = config_tensors(current.inputs, model.max_batch_size)
         outputs = config_tensors(current.outputs, model.max_batch_size)
-        config = configs.model_config(model, inputs, outputs, served.parameters)
+        config = served.config or configs.model_config(model, inputs, outputs, served.parameters)
         configs.write_config(config, self.staged / model.name)
+        for companion in served.companions:  # written by the converter, config included
+            self.built[companion.name] = BuiltModel(
+                companion.config, source=f"written for {model.name}", companion_of=model.name
+            )
         built = BuiltModel(
             config,
             source=source_label,
@@ -596,10 +614,16 @@ class _Build:
         )
         self.built[model.name] = built
         step_names = " → ".join(s.name for s in steps)
-        samples, samples_label = self.samples_for(model, current.inputs)
+        samples, samples_label = self.samples_for(
+            model, current.inputs, artifact.info.get("synthesize")
+        )
         built.samples = _config_samples(samples, config)
         if artifact.reference is not None:
             built.reference = _as_config_shaped(artifact.reference, config)
+        given = self.expected_for(model, samples, [t.name for t in current.outputs])
+        if given:
+            built.expected = _as_config_shaped(lambda _: given, config)(built.samples)
+            samples_label += f" + expected {sorted(given)}"
         if served.runner is not None:
             built.runner = _as_config_shaped(served.runner, config)
         result = self.check(
@@ -657,7 +681,10 @@ class _Build:
         return result
 
     def samples_for(
-        self, model: ModelSpec, inputs: list[Tensor]
+        self,
+        model: ModelSpec,
+        inputs: list[Tensor],
+        synthesize: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     ) -> tuple[dict[str, np.ndarray], str]:
         batching = model.max_batch_size > 0
         if model.samples is not None:
@@ -666,8 +693,20 @@ class _Build:
             rows = next(iter(samples.values())).shape[0] if batching else 1
             return samples, f"{model.samples} ({rows} rows)"
         samples = synthesize_samples(inputs, batching=batching, seed=self.spec.seed)
+        if synthesize is not None:  # the reader knows valid values (e.g. category codes)
+            samples = synthesize(samples)
         rows = next(iter(samples.values())).shape[0] if batching else 1
         return samples, f"synthesized ({rows} rows; give `samples:` for real inputs)"
+
+    def expected_for(
+        self, model: ModelSpec, samples: dict[str, np.ndarray], outputs: list[str]
+    ) -> dict[str, np.ndarray]:
+        """The samples' ``expected/<output>`` arrays (the training framework's outputs)."""
+        if model.samples is None:
+            return {}
+        path = self.path_of(model.name, "samples", model.samples)
+        rows = next(iter(samples.values())).shape[0] if model.max_batch_size > 0 else None
+        return load_expected(path, outputs, rows)
 
     def check(
         self,
@@ -688,6 +727,8 @@ class _Build:
             expected = built.reference(built.samples)
         except ArtifactError as exc:
             return StepResult(name, step, "FAIL", f"the source model fails on the samples: {exc}")
+        if built.expected is not None:  # the training framework's own outputs win
+            expected = {**expected, **built.expected}
         for output_name, value in expected.items():
             if _exact(np.asarray(value)):
                 exact_outputs.append(output_name)
@@ -860,6 +901,13 @@ class _Build:
                     f"model '{name}' is not built in {self.previous} yet: build without --only first"
                 )
             shutil.copytree(source, self.staged / name, symlinks=True)
+        with contextlib.suppress(ManifestError):
+            previous = read_manifest(self.previous)
+            for companion, entry in (previous.models if previous else {}).items():
+                if entry.companion_of in names and (self.previous / companion).is_dir():
+                    shutil.copytree(
+                        self.previous / companion, self.staged / companion, symlinks=True
+                    )
 
 
 def _relative_source(source: str) -> str:
@@ -905,6 +953,22 @@ def _manifest(
             frameworks=frameworks,
             files=digests(staged, entry.name),
         )
+    for name, built in build.built.items():  # models converters wrote beside their owner
+        owner = by_name.get(built.companion_of)
+        if not built.companion_of or owner is None or not (staged / name).exists():
+            continue
+        models[name] = ModelEntry(
+            version=spec.model(built.companion_of).version,
+            backend=built.config.backend or built.config.platform,
+            companion_of=built.companion_of,
+            source=_relative_source(built.source),
+            status=owner.status,
+            frameworks=frameworks,
+            files=digests(staged, name),
+        )
+    for name, kept in previous.items():  # companions of models kept from the last build
+        if kept.companion_of in previous and name not in models and (staged / name).exists():
+            models[name] = kept.model_copy(update={"files": digests(staged, name)})
     model_dirs = set(models)
     root_files = {k: v for k, v in digests(staged).items() if k.split("/", 1)[0] not in model_dirs}
     return Manifest(

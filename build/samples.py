@@ -17,7 +17,18 @@ import numpy as np
 from triton_deploy.build.artifacts import Tensor, numpy_dtype
 from triton_deploy.errors import ArtifactError
 
-__all__ = ["MAX_ROWS", "SYNTHETIC_ROWS", "load_samples", "synthesize_samples"]
+__all__ = [
+    "EXPECTED_PREFIX",
+    "MAX_ROWS",
+    "SYNTHETIC_ROWS",
+    "load_expected",
+    "load_samples",
+    "synthesize_samples",
+]
+
+#: ``expected/<output name>`` arrays in a samples ``.npz``: the outputs the training framework
+#: computed for the samples; when present they are the parity reference.
+EXPECTED_PREFIX = "expected/"
 
 MAX_ROWS = 2000
 SYNTHETIC_ROWS = 64
@@ -62,6 +73,8 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     """Samples for ``inputs`` from ``path``, checked and converted (see the module docstring)."""
     if not path.is_file():
         raise ArtifactError(f"{path}: samples file not found")
+    if path.suffix.lower() == ".txt":
+        return _text_samples(path, inputs, batching=batching)
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -83,7 +96,9 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     else:
         with loaded:
             try:
-                arrays = {key: loaded[key] for key in loaded.files}
+                arrays = {
+                    key: loaded[key] for key in loaded.files if not key.startswith(EXPECTED_PREFIX)
+                }
             except ValueError:
                 raise ArtifactError(
                     f"{path}: holds pickled Python objects; save strings as numpy 'U' or 'S' arrays"
@@ -111,6 +126,51 @@ def load_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[st
     if len(set(rows.values())) != 1:
         raise ArtifactError(f"{path}: the inputs have different numbers of rows: {rows}")
     return {name: value[:MAX_ROWS] for name, value in samples.items()}
+
+
+def _text_samples(path: Path, inputs: list[Tensor], *, batching: bool) -> dict[str, np.ndarray]:
+    """One input per line (blank lines skipped) for a model with one BYTES input."""
+    if len(inputs) != 1 or inputs[0].dtype != "BYTES" or not batching:
+        raise ArtifactError(
+            f"{path}: a text file holds samples for a batching model with one BYTES input; "
+            f"this model takes {[t.describe() for t in inputs]}: use an .npz keyed by input name"
+        )
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not UTF-8 text ({exc})") from None
+    if not lines:
+        raise ArtifactError(f"{path}: holds no text (one input per line)")
+    strings = np.empty((min(len(lines), MAX_ROWS), 1), dtype=object)
+    strings[:, 0] = [line.encode("utf-8") for line in lines[:MAX_ROWS]]
+    return {inputs[0].name: strings}
+
+
+def load_expected(path: Path, outputs: list[str], rows: int | None) -> dict[str, np.ndarray]:
+    """The ``expected/<output>`` arrays of a samples ``.npz`` (empty when it has none), checked
+    against the model's output names and the samples' row count (``rows``, None: unbatched)."""
+    if path.suffix.lower() != ".npz":
+        return {}
+    with np.load(path, allow_pickle=False) as loaded:
+        keys = [k for k in loaded.files if k.startswith(EXPECTED_PREFIX)]
+        arrays = {k.removeprefix(EXPECTED_PREFIX): np.asarray(loaded[k]) for k in keys}
+    if not arrays:
+        return {}
+    unknown = sorted(set(arrays) - set(outputs))
+    if unknown:
+        raise ArtifactError(
+            f"{path}: expected outputs {unknown} are not outputs of the model ({outputs}); "
+            "name them `expected/<output name>`"
+        )
+    if rows is not None:
+        for name, value in arrays.items():
+            if value.ndim == 0 or value.shape[0] < rows:
+                raise ArtifactError(
+                    f"{path}: 'expected/{name}' has shape {list(value.shape)}, but the samples "
+                    f"have {rows} rows: save one expected row per sample row"
+                )
+        arrays = {name: value[:rows] for name, value in arrays.items()}
+    return arrays
 
 
 def synthesize_samples(

@@ -69,6 +69,8 @@ DataType = Literal[
 ]
 Backend = Literal["onnxruntime", "tensorrt", "fil", "python"]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)]
+# Tensor names may hold dots: outputs flattened from a pytree are named like `hidden_states.0`.
+TensorName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$", max_length=256)]
 RECIPE_PREFIX = "recipe:"
 
 #: Which backends a source format family can be served by (the first is the default).
@@ -76,6 +78,10 @@ BACKEND_FOR_FAMILY: dict[str, tuple[Backend, ...]] = {
     "onnx": ("onnxruntime", "tensorrt"),
     "torch": ("onnxruntime", "tensorrt"),
     "trees": ("fil",),
+    # a Hugging Face folder becomes an ensemble: tokenizer (python) → transformer (onnxruntime)
+    "huggingface": ("onnxruntime",),
+    # scikit-learn: any estimator through skl2onnx; tree ensembles through FIL (init says so)
+    "sklearn": ("onnxruntime", "fil"),
 }
 
 
@@ -86,7 +92,7 @@ class _Strict(BaseModel):
 class TensorSpec(_Strict):
     """A tensor as config.pbtxt has it: without the batch dimension when max_batch_size > 0."""
 
-    name: Name
+    name: TensorName
     dtype: DataType
     dims: list[int] = Field(min_length=1)
     # The shape the model itself sees, when it differs from dims (e.g. [] for a tensor that is
@@ -242,6 +248,26 @@ class ModelSpec(_Strict):
     fil: FilOptions | None = None
     tensorrt: TensorRTOptions | None = None
     opset: int = Field(18, ge=18, le=21)  # PyTorch -> ONNX export (Triton 24.10 runs <= 21)
+    # ONNX exported with a fixed batch dim (torch.onnx.export's default: 2): make the first dim
+    # of every input and output dynamic; proven at batch 1 and 3 against the file itself.
+    dynamic_batch: bool = False
+    # Tensor names as clients see them, {name in the file: new name} (ONNX and torch sources);
+    # declared `inputs:`/`outputs:` use the new names.
+    rename: dict[str, TensorName] = Field(default_factory=dict)
+    # torch.export: modules imported before loading the file, for the pytree types its outputs
+    # use (e.g. [transformers] for Hugging Face ModelOutput classes).
+    pre_import: list[str] = Field(default_factory=list)
+    # Hugging Face folders: what the served ensemble does; default from config.json's
+    # architectures (…ForSequenceClassification: text-classification).
+    task: Literal["text-classification", "feature-extraction"] | None = None
+    # scikit-learn: a .joblib/.pkl is a pickle, which runs code from the file when loaded:
+    # read only when this is true. skops files: types beyond skops' trusted defaults.
+    trust_pickle: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
+    # XGBoost/LightGBM categorical features: clients send category codes (FIL's input; the
+    # names are written to categories.json), or the category strings themselves (a generated
+    # preprocessing model and an ensemble in front of FIL).
+    categorical: Literal["codes", "strings"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -336,7 +362,10 @@ def _source_family(source: str, fmt: Any) -> str | None:
             return Format(fmt).family
         except ValueError:
             return None  # the format field's own validation reports it
-    announced = EXTENSIONS.get(Path(_file_name(source)).suffix.lower())
+    name = _file_name(source)
+    if source.endswith(("/", "\\")) or not Path(name).suffix:  # a folder: save_pretrained
+        return "huggingface"
+    announced = EXTENSIONS.get(Path(name).suffix.lower())
     return announced.family if announced is not None else None
 
 

@@ -65,6 +65,15 @@ def infer(
             "(e.g. ctr impressions); the arrays are built from the model's metadata.",
         ),
     ] = None,
+    texts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            "-t",
+            help="A string for a model whose one input is text (BYTES), e.g. a Hugging Face "
+            "classifier built by tdeploy (repeatable: one row each).",
+        ),
+    ] = None,
     outputs: Annotated[
         list[str] | None, typer.Option("--output", "-o", help="Return only these outputs.")
     ] = None,
@@ -83,16 +92,21 @@ def infer(
     """Run a model on inputs from .npy files or JSON records and print its outputs.
 
     [dim]tdeploy infer digits --input IMAGES=images.npy
-    tdeploy infer ctr --impressions build/examples/ctr/impressions.json --json[/]
+    tdeploy infer ctr --impressions build/examples/ctr/impressions.json --json
+    tdeploy infer reviews --text "arrived broken" --text "great value"[/]
     """
-    if bool(inputs) == (impressions is not None):
-        raise UsageError("give either --input NAME=FILE.npy (repeatable) or --impressions FILE")
+    if sum([bool(inputs), impressions is not None, bool(texts)]) != 1:
+        raise UsageError(
+            "give one of --input NAME=FILE.npy (repeatable), --impressions FILE or --text STRING"
+        )
     records = _load_records(impressions) if impressions is not None else None
     arrays: dict[str, Any] = _load_arrays(inputs or [])
     options = connection(timeout, header, token, tls, ca, cert, key)
     with InferenceClient(url, **options) as client:
         if records is not None:
             arrays = arrays_from_records(client.model_schema(model, version), records)
+        if texts:
+            arrays = _text_arrays(client.model_schema(model, version), texts)
         result = client.infer_many(model, arrays, version=version, outputs=outputs or None)
     if as_json:
         typer.echo(json.dumps(_outputs_json(model, result)))
@@ -169,6 +183,19 @@ def _load_arrays(items: Sequence[str]) -> dict[str, Array]:
             raise UsageError(f"--input {name}: {path!r} is not a single .npy array")
         arrays[name] = array
     return arrays
+
+
+def _text_arrays(schema: Any, texts: Sequence[str]) -> dict[str, Array]:
+    """One row per text for the model's one BYTES input ([N, 1] when it batches)."""
+    strings = [t for t in schema.inputs if t.datatype == "BYTES"]
+    if len(schema.inputs) != 1 or len(strings) != 1:
+        raise UsageError(
+            f"--text needs a model with one BYTES input; {schema.name} takes "
+            f"{', '.join(t.describe(schema.max_batch_size) for t in schema.inputs)}"
+        )
+    array = np.array([t.encode("utf-8") for t in texts], dtype=object)
+    rows = array.reshape(-1, 1) if schema.max_batch_size > 0 else array
+    return {strings[0].name: rows}
 
 
 def _load_records(path: Path) -> list[dict[str, Any]]:

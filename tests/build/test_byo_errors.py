@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
-from usermodels import make_lightgbm, make_two_input_onnx
+from usermodels import make_lightgbm, make_torch_onnx_default, make_two_input_onnx
 
 from triton_deploy.cli import app
 
@@ -74,11 +74,129 @@ def _mislabelled(folder: Path) -> dict[str, Any]:
     return {"name": "m", "source": "churn.onnx"}
 
 
-def _new_opset(folder: Path) -> dict[str, Any]:
-    sub = folder / "opset23"
-    sub.mkdir(exist_ok=True)
-    make_two_input_onnx(sub, opset=23)
-    return {"name": "m", "source": "opset23/pair.onnx"}
+def _new_ml_opset(folder: Path) -> dict[str, Any]:
+    """ai.onnx opsets are converted down; ai.onnx.ml ones cannot be: the exporter must."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "ml5",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    opsets = [helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 10
+    onnx.save(model, str(folder / "ml5.onnx"))
+    return {"name": "m", "source": "ml5.onnx"}
+
+
+def _exported(folder: Path, sub: str) -> Path:
+    (folder / sub).mkdir(exist_ok=True)
+    return make_torch_onnx_default(folder / sub, hidden=32, name="net").path
+
+
+def _data_missing(folder: Path) -> dict[str, Any]:
+    path = _exported(folder, "nodata")
+    path.with_name("net.onnx.data").unlink()
+    return {"name": "m", "source": "nodata/net.onnx"}
+
+
+def _data_truncated(folder: Path) -> dict[str, Any]:
+    data = _exported(folder, "cutdata").with_name("net.onnx.data")
+    data.write_bytes(data.read_bytes()[:1000])
+    return {"name": "m", "source": "cutdata/net.onnx"}
+
+
+def _data_escapes(folder: Path) -> dict[str, Any]:
+    import onnx
+
+    path = _exported(folder, "escape")
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../escape/net.onnx.data"
+    onnx.save(model, str(path))
+    return {"name": "m", "source": "escape/net.onnx"}
+
+
+def _sequence_output(folder: Path) -> dict[str, Any]:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["x", "x"], ["pieces"])],
+        "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [
+            helper.make_tensor_sequence_value_info("pieces", TensorProto.FLOAT, ["N", 2]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "seq.onnx"))
+    return {"name": "m", "source": "seq.onnx"}
+
+
+def _untrusted_pickle(folder: Path) -> dict[str, Any]:
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    joblib.dump(LinearRegression().fit(x, x[:, 0]), folder / "linear.joblib")
+    return {"name": "m", "source": "linear.joblib"}
+
+
+def _not_a_tree_for_fil(folder: Path) -> dict[str, Any]:
+    import skops.io
+    from sklearn.linear_model import LinearRegression
+
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    skops.io.dump(LinearRegression().fit(x, x[:, 0]), str(folder / "linear.skops"))
+    return {"name": "m", "source": "linear.skops", "backend": "fil"}
+
+
+def _folder_without_config(folder: Path) -> dict[str, Any]:
+    (folder / "my-model").mkdir(exist_ok=True)
+    (folder / "my-model" / "weights.bin").write_bytes(b"\0" * 16)
+    return {"name": "m", "source": "my-model/"}
+
+
+def _folder_without_weights(folder: Path) -> dict[str, Any]:
+    (folder / "no-weights").mkdir(exist_ok=True)
+    (folder / "no-weights" / "config.json").write_text('{"model_type": "bert"}')
+    return {"name": "m", "source": "no-weights/"}
+
+
+def _strings_without_categories(folder: Path) -> dict[str, Any]:
+    make_lightgbm(folder, classes=2)
+    return {"name": "m", "source": "churn.txt", "categorical": "strings"}
+
+
+def _unregistered_pytree(folder: Path) -> dict[str, Any]:
+    """Outputs of a pytree type registered by a module the build has not imported."""
+    import dataclasses
+
+    import torch
+    from torch.utils import _pytree
+
+    @dataclasses.dataclass
+    class Scores:
+        low: torch.Tensor
+        high: torch.Tensor
+
+    _pytree.register_dataclass(Scores, serialized_type_name="my_models.outputs.Scores")
+
+    class Net(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> Scores:
+            return Scores(x - 1, x + 1)
+
+    program = torch.export.export(Net(), (torch.zeros(2, 3),))
+    torch.export.save(program, str(folder / "scores.pt2"))
+    _pytree._deregister_pytree_node(Scores)  # as in a fresh process that never imported it
+    return {"name": "m", "source": "scores.pt2"}
 
 
 def _objective(folder: Path) -> dict[str, Any]:
@@ -156,7 +274,41 @@ CASES: list[tuple[str, Callable[[Path], dict[str, Any]], list[str]]] = [
         _mislabelled,
         ["churn.onnx", "'.onnx' says onnx", "LightGBM text model"],
     ),
-    ("unsupported opset", _new_opset, ["pair.onnx", "opset 23", "<= 21"]),
+    ("unsupported ml opset", _new_ml_opset, ["ml5.onnx", "ai.onnx.ml opset 5", "target_opset"]),
+    (
+        "external data missing",
+        _data_missing,
+        ["net.onnx", "net.onnx.data", "does not exist", "copy 'net.onnx.data' beside"],
+    ),
+    ("external data truncated", _data_truncated, ["net.onnx.data", "has 1000 bytes", "truncated"]),
+    ("external data escapes", _data_escapes, ["net.onnx", "outside the model's folder", "'../'"]),
+    (
+        "non-tensor output",
+        _sequence_output,
+        ["seq.onnx", "'pieces'", "sequences or maps", "`outputs:`"],
+    ),
+    (
+        "folder without config.json",
+        _folder_without_config,
+        ["my-model", "without config.json", "save_pretrained"],
+    ),
+    ("folder without weights", _folder_without_weights, ["no-weights", "without weights"]),
+    (
+        "categorical strings without categories",
+        _strings_without_categories,
+        ["churn.txt", "`categorical: strings`", "no categorical features"],
+    ),
+    (
+        "pickle not trusted",
+        _untrusted_pickle,
+        ["linear.joblib", "runs code", "skops.io.dump", "trust_pickle: true"],
+    ),
+    ("fil for a linear model", _not_a_tree_for_fil, ["linear.skops", "LinearRegression", "FIL"]),
+    (
+        "unregistered pytree output",
+        _unregistered_pytree,
+        ["scores.pt2", "my_models.outputs.Scores", "pre_import: [my_models.outputs]"],
+    ),
     ("objective FIL cannot serve", _objective, ["mae.json", "reg:absoluteerror", "FIL"]),
     ("a state_dict, not a model", _state_dict, ["weights.pt", "state_dict", "torch.export.save"]),
     ("fixed first dim", _fixed_batch, ["fixed.onnx", "fixed first dim", "max_batch_size: 0"]),

@@ -117,3 +117,65 @@ def test_init_writes_what_each_file_tells(tmp_path: Path) -> None:
         "species": "fil",
         "churn": "fil",
     }
+
+
+def test_init_flags_what_the_build_will_do_with_exported_files(tmp_path: Path) -> None:
+    """Files as people export them: init says, in the spec it writes, what the build does."""
+    from usermodels import (
+        make_categorical_trees,
+        make_hf_folder,
+        make_hf_pt2,
+        make_skl2onnx_classifier,
+        make_sklearn_models,
+    )
+
+    sklearn = make_sklearn_models(tmp_path)
+    categorical = make_categorical_trees(tmp_path)
+    files = [
+        make_skl2onnx_classifier(tmp_path, zipmap=True).path,
+        make_skl2onnx_classifier(tmp_path, zipmap=False).path,
+        make_hf_pt2(tmp_path).path,
+        sklearn["forest"][0],
+        sklearn["scaled_logreg"][0],
+        sklearn["legacy"][0],
+        categorical["shops_xgb"][0],
+        make_hf_folder(tmp_path),
+    ]
+    text, entries = init_spec(files, tmp_path / "models.yaml")
+    by_name = {e.name: e.text for e in entries}
+    assert "ZipMap removed" in by_name["iris_zipmap"]
+    assert "opset 22 converted to 21" in by_name["iris_opset22"]
+    assert "expected/<output>" in by_name["iris_zipmap"]
+    assert "{ name: logits, dtype: FP32, dims: [3] }" in by_name["bert_cls"]  # not linear_13
+    assert "backend: fil" in by_name["forest"] and "backend: fil" not in by_name["scaled_logreg"]
+    assert "trust_pickle: false" in by_name["legacy"]
+    assert "categorical: codes" in by_name["shops_xgb"] and "['city']" in by_name["shops_xgb"]
+    assert "task: text-classification" in by_name["reviews"]
+    assert "samples: reviews_samples.txt" in by_name["reviews"]
+    data = yaml.safe_load(text)
+    spec = BuildSpec.model_validate(data)  # every entry is valid as written
+    assert {m.name: m.backend for m in spec.models}["reviews"] == "onnxruntime"
+    assert [e.note for e in entries if e.note] == [
+        "a pickle: set `trust_pickle: true` in its entry if you trust the file"
+    ]
+
+
+def test_init_in_a_fresh_process_finds_the_module_a_pytree_output_needs(tmp_path: Path) -> None:
+    """Where transformers was never imported, the .pt2's SequenceClassifierOutput is unknown to
+    torch: init finds the module that registers it and writes `pre_import:`."""
+    import subprocess
+    import sys
+
+    from usermodels import make_hf_pt2
+
+    path = make_hf_pt2(tmp_path).path
+    tdeploy = Path(sys.executable).parent / "tdeploy"
+    spec = tmp_path / "models.yaml"
+    done = subprocess.run(
+        [str(tdeploy), "init", str(path), "--spec", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pre_import: [transformers.modeling_outputs]" in spec.read_text()

@@ -75,6 +75,8 @@ class ModelEntry(_Model):
     metrics: dict[str, float] = Field(default_factory=dict)
     frameworks: dict[str, str] = Field(default_factory=dict)
     files: dict[str, FileDigest] = Field(default_factory=dict)
+    # a model a converter wrote beside another (a tokenizer, a categorical preprocessor): its owner
+    companion_of: str = ""
 
     @model_validator(mode="before")
     @classmethod

@@ -57,9 +57,22 @@ def load_booster(model_type, path, nthread):
 
         booster = lightgbm.Booster(model_file=path)
         return lambda x: booster.predict(x, num_threads=max(nthread, 0))
+    if model_type == "treelite_checkpoint":
+        import treelite
+
+        model = treelite.Model.deserialize(path)
+
+        def predict(x):
+            values = np.asarray(
+                treelite.gtil.predict(model, x, nthread=nthread if nthread > 0 else -1)
+            )
+            values = values.reshape(values.shape[0], -1)
+            return values[:, 0] if values.shape[1] == 1 else values
+
+        return predict
     raise pb_utils.TritonModelException(
         f"fil model_type '{model_type}' is not supported by the local CPU backend "
-        "(supported: xgboost, xgboost_json, xgboost_ubj, lightgbm)"
+        "(supported: xgboost, xgboost_json, xgboost_ubj, lightgbm, treelite_checkpoint)"
     )
 
 
