@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_deploy.observability.bench import SETTINGS, main, measure
+from triton_deploy.bench.tracing import SETTINGS, main, measure
 
 pytestmark = pytest.mark.server
 

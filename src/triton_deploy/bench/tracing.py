@@ -1,6 +1,6 @@
 """Benchmark: what tracing (the inference log) costs, on the real local tritonserver.
 
-    python -m triton_deploy.observability.bench --repository model_repository --model NAME
+    python -m triton_deploy.bench.tracing --repository model_repository --model NAME
 
 For one model (any model with golden cases), the server is started once per tracing setting
 (off; TIMESTAMPS every request; TIMESTAMPS+TENSORS every request; TIMESTAMPS+TENSORS every 10th)
