@@ -47,6 +47,7 @@ __all__ = [
     "blocking_closed_loop",
     "closed_loop",
     "closed_samples",
+    "measure_closed",
     "open_loop",
     "open_samples",
 ]
@@ -397,6 +398,43 @@ def _run(coroutine: Awaitable[LoadResult], loop_factory: Callable[[], Any] | Non
         return runner.run(coroutine)  # type: ignore[arg-type]
 
 
+async def measure_closed(
+    transport: Transport,
+    payloads: Sequence[Any],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 0.5,
+    samples_per_request: int = 1,
+) -> LoadResult:
+    """``closed_loop`` inside a running event loop (the transport is opened and closed here)."""
+    loop = asyncio.get_running_loop()
+    await transport.open()
+    try:
+        start = loop.time() + warmup_s
+        end = start + seconds
+        cpu: list[float] = []
+
+        async def meter() -> None:
+            await asyncio.sleep(max(0.0, start - loop.time()))
+            cpu.append(_cpu_seconds())
+            await asyncio.sleep(max(0.0, end - loop.time()))
+            cpu.append(_cpu_seconds())
+
+        clock = asyncio.create_task(meter())
+        samples = await closed_samples(transport, payloads, concurrency=concurrency, until=end)
+        await clock
+    finally:
+        await transport.close()
+    return LoadResult.from_samples(
+        samples,
+        start=start,
+        end=end,
+        client_cpu=(cpu[1] - cpu[0]) / seconds if seconds > 0 else 0.0,
+        samples_per_request=samples_per_request,
+    )
+
+
 def closed_loop(
     transport: Transport,
     payloads: Sequence[Any],
@@ -410,37 +448,17 @@ def closed_loop(
     """``concurrency`` requests in flight back to back: ``warmup_s``, then a window of
     ``seconds`` (see the module docstring for what counts). Requests still in flight when the
     window closes are awaited (the server is not left with cancelled calls), not counted."""
-
-    async def run() -> LoadResult:
-        loop = asyncio.get_running_loop()
-        await transport.open()
-        try:
-            start = loop.time() + warmup_s
-            end = start + seconds
-            cpu: list[float] = []
-
-            async def meter() -> None:
-                await asyncio.sleep(max(0.0, start - loop.time()))
-                cpu.append(_cpu_seconds())
-                await asyncio.sleep(max(0.0, end - loop.time()))
-                cpu.append(_cpu_seconds())
-
-            clock = asyncio.create_task(meter())
-            samples = await closed_samples(
-                transport, payloads, concurrency=concurrency, until=end
-            )
-            await clock
-        finally:
-            await transport.close()
-        return LoadResult.from_samples(
-            samples,
-            start=start,
-            end=end,
-            client_cpu=(cpu[1] - cpu[0]) / seconds if seconds > 0 else 0.0,
+    return _run(
+        measure_closed(
+            transport,
+            payloads,
+            concurrency=concurrency,
+            seconds=seconds,
+            warmup_s=warmup_s,
             samples_per_request=samples_per_request,
-        )
-
-    return _run(run(), loop_factory)
+        ),
+        loop_factory,
+    )
 
 
 def open_loop(

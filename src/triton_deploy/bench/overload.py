@@ -1,6 +1,6 @@
 """Benchmark: overload protection and graceful drain on the real local tritonserver.
 
-    python -m triton_deploy.bench.overload [--repository model_repository] [--seconds 60]
+    tdeploy bench overload [--repository model_repository] [--seconds 60]
 
 One command, one printed summary of each figure against its goal (numbers, never asserted):
 
@@ -542,7 +542,7 @@ def _print(report: Report) -> None:
 # -- main ------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m triton_deploy.bench.overload", description=__doc__.split("\n")[0]
+        prog="tdeploy bench overload", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--models", nargs="*", help="targets (default: every ensemble)")
