@@ -273,8 +273,17 @@ def readme_block(folder: Path = DATA) -> str:
         lines += _goals_block(json.loads(goals.read_text()), f"{folder}/goals.json")
     else:
         lines.append("No raw data yet: run `tdeploy bench readme --measure` on a quiet machine.")
-    for png in ("throughput.png", "latency.png"):
-        if (folder / png).exists():
+    sweep = folder / "sweep.json"
+    if sweep.exists():
+        data = json.loads(sweep.read_text())
+        lines += [
+            "",
+            f"**Concurrency sweep** ([`{folder}/sweep.json`]({folder}/sweep.json); "
+            f"{data.get('runs')} runs; `{data.get('command')}`; host: "
+            f"{describe(data.get('host', {}))}):"
+            + (f" **not a result** ({_label(data)})." if _label(data) else ""),
+        ]
+        for png in ("throughput.png", "latency.png"):
             lines += ["", f"![{png[:-4]}]({folder}/{png})"]
     analyzer = folder / "tune_vs_model_analyzer.json"
     if analyzer.exists():

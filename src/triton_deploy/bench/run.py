@@ -922,11 +922,8 @@ def run_bench(
     report.machine["runs"] = options.runs
     if options.perf_analyzer and not runner.pa_ok:
         report.warnings.append(pa.environment("perf_analyzer").missing_reason())
-    peers_http = [
-        name
-        for name, info in runner.infos.items()
-        if options.alternatives and not unsupported_reason("bentoml", info)
-    ]
+    # Triton over HTTP/JSON: the like-for-like row for every HTTP peer (naive, BentoML)
+    peers_http = list(runner.infos) if (options.naive or options.alternatives) else []
     try:
         with (
             tempfile.TemporaryDirectory(prefix="tdeploy-bench-repos-") as tmp,
