@@ -64,7 +64,10 @@ def test_too_few_runs_or_a_busy_host_is_labelled_not_a_result(tmp_path: Path) ->
         )
         block = readme_block(tmp_path)
         assert ("Not a result" in block) == labelled, (runs, host)
-        assert "| m | g | tdeploy | a vs b | 2.00 | 1.80–2.20 | >= 2 | pass (spread crosses) |" in block
+        assert (
+            "| m | g | tdeploy | a vs b | 2.00 | 1.80–2.20 | >= 2 | pass (spread crosses) |"
+            in block
+        )
 
 
 def test_check_mode_fails_on_a_stale_readme(tmp_path: Path) -> None:

@@ -956,11 +956,11 @@ def run_bench(
 
             blocks: list[Callable[[], None]] = [triton_block]
             if off is not None:
-                blocks.append(lambda: runner.sweep_triton(off, TRITON_OFF))  # type: ignore[arg-type]
+                blocks.append(lambda: runner.sweep_triton(off, TRITON_OFF))
             if stock is not None:
                 blocks.append(
                     lambda: runner.sweep_triton(
-                        stock,  # type: ignore[arg-type]
+                        stock,
                         TRITON_STOCK,
                         levels=[runner.compare_at],
                         perf_analyzer=False,
@@ -993,6 +993,21 @@ def run_bench(
                     f"{model.model} {p.variant} c={p.concurrency} run {p.run + 1} ({p.generator}): "
                     f"the load generator used {p.client_cpu:.2f} cores: it measured itself as "
                     "much as the server"
+                )
+    for model in report.models:
+        # batching that did not batch compares nothing: say so where it happened
+        batched = [p for p in model.points if p.variant == TRITON and p.generator == OURS]
+        if model.dynamic_batching and batched and max(p.avg_batch for p in batched) <= 1.0:
+            report.warnings.append(
+                f"{model.model}: with dynamic batching on, Triton formed no batch larger than 1"
+            )
+        for label in (MLSERVER, BENTOML):
+            mine = [p for p in model.points if p.variant == label]
+            logged = [s for p in mine for s in p.stages if s.model.endswith("(its own log)")]
+            if mine and logged and max(max(s.batch_sizes, default=1) for s in logged) <= 1:
+                report.warnings.append(
+                    f"{model.model}: {label}'s adaptive batching ran every request alone "
+                    "(its own log): it did not batch"
                 )
     if report.machine["load_average"][0] > (report.machine["cpus"] or 1):
         report.warnings.append(
