@@ -409,7 +409,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     Console(width=max(Console().width, 110)).print(table)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

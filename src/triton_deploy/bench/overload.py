@@ -675,7 +675,3 @@ def main(argv: list[str] | None = None) -> int:
     png = plot(report, args.out / "overload.png")
     console.print(f"wrote {args.out / 'overload.json'}" + (f" and {png}" if png else ""))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

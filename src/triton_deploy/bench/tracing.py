@@ -193,7 +193,3 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {args.out / 'trace_bench.json'} and {plot(points, args.model, args.out / 'trace_bench.png')}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
