@@ -61,7 +61,7 @@ bench: build bench-envs
 bench-goals: build bench-envs
 	$(TDEPLOY) bench --goals $(ARGS)
 
-# The README's performance figures measured anew (quiet machine only; ~75 min), raw data in
+# The README's performance figures measured anew (quiet machine only; about an hour), raw data in
 # docs/performance/*.json, then the README block and PNGs regenerated from that data.
 # `tdeploy bench readme` alone regenerates them from the committed data (seconds).
 bench-readme: build bench-envs

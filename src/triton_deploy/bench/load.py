@@ -250,6 +250,7 @@ class Load:
                 stop=stop.is_set,
                 timeout_s=deadline_s,
                 lateness=self.lateness,
+                max_outstanding=1 << 62,  # every arrival is sent, however far behind the server
                 drain_s=deadline_s + 30,
             )
         )

@@ -99,12 +99,22 @@ def comparison_rows(model: ModelReport, concurrency: int) -> list[dict[str, Any]
     return rows
 
 
+def _command() -> str:
+    """The command that made the data (``tdeploy bench readme --measure`` names its steps)."""
+    import os
+
+    given = os.environ.get("TDEPLOY_BENCH_COMMAND")
+    if given:
+        return given
+    return "tdeploy " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "tdeploy bench"
+
+
 def raw_json(report: BenchReport, goals: list[Any] | None = None) -> dict[str, Any]:
     """The report as small raw data: the host, every run's points, ceilings, goals."""
     compare_at = max(report.concurrency)
     return {
         "schema": SCHEMA,
-        "command": "tdeploy " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "tdeploy bench",
+        "command": _command(),
         "started": report.started,
         "host": report.machine,
         "runs": report.machine.get("runs", 1),
@@ -367,9 +377,8 @@ def plot_sweep(data: dict[str, Any], out: Path) -> list[Path]:
 # -- the command ---------------------------------------------------------------------------------
 def _measure(args: argparse.Namespace) -> None:
     """Every figure anew: goals, sweep, tune vs Model Analyzer (see the module docstring)."""
-    from typer.testing import CliRunner
-
-    from triton_deploy.cli import app
+    import os
+    import subprocess
 
     folder: Path = args.data
     steps: list[list[str]] = [
@@ -387,11 +396,15 @@ def _measure(args: argparse.Namespace) -> None:
         )  # fmt: skip
     for step in steps:
         began = time.monotonic()
-        print(f"$ tdeploy {shlex.join(step)}", flush=True)
-        result = CliRunner().invoke(app, step, catch_exceptions=False)
-        print(result.output, flush=True)
-        if result.exit_code not in (0, 3):  # 3: a goal missed: a result like any other
-            raise SystemExit(f"error: `tdeploy {shlex.join(step)}` exited {result.exit_code}")
+        command = f"tdeploy {shlex.join(step)}"
+        print(f"$ {command}", flush=True)
+        # the CLI in a child process: its progress shows as it goes
+        code = subprocess.call(
+            [sys.executable, "-c", "from triton_deploy.cli import main; main()", *step],
+            env={**os.environ, "TDEPLOY_BENCH_COMMAND": command},
+        )
+        if code not in (0, 3):  # 3: a goal missed: a result like any other
+            raise SystemExit(f"error: `{command}` exited {code}")
         print(f"  took {time.monotonic() - began:.0f} s", flush=True)
 
 
@@ -404,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--data", type=Path, default=DATA, help="raw data folder")
     parser.add_argument("--check", action="store_true", help="exit 1 when the README differs")
-    parser.add_argument("--measure", action="store_true", help="measure anew first (~75 min)")
+    parser.add_argument("--measure", action="store_true", help="measure anew first (about an hour)")
     parser.add_argument("--runs", type=int, default=5, help="--measure: runs per figure")
     parser.add_argument("--seconds", type=float, default=3.0, help="--measure: s per point")
     parser.add_argument("--sweep-models", nargs="*", default=["ctr_xgb", "digits_cnn"])
