@@ -174,6 +174,11 @@ def _label(data: dict[str, Any]) -> str | None:
     return "; ".join(reasons) or None
 
 
+def _batch(value: float) -> str:
+    """A formed batch, or n/a where the server says nothing (naive service, perf_analyzer)."""
+    return f"{value:.1f}" if value else "n/a"
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
@@ -222,7 +227,7 @@ def _goals_block(data: dict[str, Any], name: str) -> list[str]:
         for r in m.get("comparison", []):
             lines.append(
                 f"| {m['model']} | {r['server']} | {r['protocol']} | {r['predictor']} | "
-                f"{r['settings']} | {r['generator']} | {r['formed_batch']:.1f} | "
+                f"{r['settings']} | {r['generator']} | {_batch(r['formed_batch'])} | "
                 f"{r['throughput']:,.0f} | {r['throughput_min']:,.0f}–{r['throughput_max']:,.0f} | "
                 f"{r['p99_ms']:.2f} |"
             )
@@ -383,7 +388,7 @@ def _measure(args: argparse.Namespace) -> None:
     folder: Path = args.data
     steps: list[list[str]] = [
         ["bench", "run", "--goals", "--runs", str(args.runs), "--seconds", str(args.seconds),
-         "--no-scenarios", "--raw", str(folder / "goals.json"), "--out", str(args.out / "goals")],
+         "--raw", str(folder / "goals.json"), "--out", str(args.out / "goals")],
         ["bench", "run", *args.sweep_models, "-c", args.sweep_concurrency, "--runs",
          str(max(1, min(args.runs, 3))), "--seconds", str(args.seconds), "--no-scenarios",
          "--no-perf-analyzer", "--raw", str(folder / "sweep.json"), "--out",

@@ -328,6 +328,16 @@ def _predictor(info: ModelInfo, variant: str) -> str:
     return info.kind
 
 
+def _triton_settings(info: ModelInfo, variant: str) -> str:
+    """The server settings behind a Triton row: batching as configured, or none."""
+    groups = info.config.instance_group
+    instances = f"{groups[0].count or 1} instance(s)" if groups else "1 instance"
+    if variant == TRITON_OFF or not info.dynamic_batching:
+        return f"no dynamic batching, {instances}"
+    delay = info.config.dynamic_batching.max_queue_delay_microseconds
+    return f"dynamic batching, delay {delay} us, {instances}"
+
+
 def _uses_xgboost(info: ModelInfo) -> bool:
     parameters = {k: v.string_value for k, v in info.config.parameters.items()}
     return info.kind == "fil" and parameters.get("model_type", "xgboost").startswith("xgboost")
@@ -531,7 +541,12 @@ class _Runner:
                 self.advance(f"{name}: {variant}, c={concurrency}, run {self.run + 1}")
                 report.points.append(
                     self.measure_grpc(
-                        server.grpc_url, server.pid, info, variant, concurrency=concurrency
+                        server.grpc_url,
+                        server.pid,
+                        info,
+                        variant,
+                        concurrency=concurrency,
+                        settings=_triton_settings(info, variant),
                     )
                 )
             if not (self.pa_ok and perf_analyzer):
@@ -554,6 +569,7 @@ class _Runner:
                     )
                     point = _pa_point(variant, result)
                     point.run, point.predictor = self.run, _predictor(info, variant)
+                    point.settings = _triton_settings(info, variant)
                     # perf_analyzer's own start-up and stabilisation windows are in the wall
                     # time too: the server's share is a lower bound, good enough for a profile
                     point.server_cpu = (_tree_cpu(server.pid) - cpu0) / (
@@ -578,7 +594,7 @@ class _Runner:
                     TRITON_HTTP,
                     triton_json_bodies(info, self.rows[name]),
                     self.compare_at,
-                    settings="HTTP guard on",
+                    settings=_triton_settings(info, TRITON) + ", HTTP guard on",
                     stats_url=server.grpc_url,
                 )
             )
