@@ -77,3 +77,15 @@ def test_check_mode_fails_on_a_stale_readme(tmp_path: Path) -> None:
     assert rawdata.main([*args, "--check"]) == 1
     assert rawdata.main(args) == 0
     assert rawdata.main([*args, "--check"]) == 0 and "old numbers" not in readme.read_text()
+
+
+def test_the_plots_come_from_the_raw_points(tmp_path: Path) -> None:
+    points = [
+        {"variant": v, "generator": "tdeploy", "protocol": "gRPC", "batch": 1, "concurrency": c,
+         "run": r, "throughput": 100.0 * c + r, "p99_ms": 1.0 + c}
+        for v in ("triton", "triton, batching off") for c in (1, 4, 16) for r in (0, 1)
+    ]  # fmt: skip
+    data = {"runs": 2, "host": {"cpus": 2}, "models": [{"model": "m", "points": points}]}
+    paths = rawdata.plot_sweep(data, tmp_path)
+    assert [p.name for p in paths] == ["throughput.png", "latency.png"]
+    assert all(p.stat().st_size > 5_000 for p in paths)
