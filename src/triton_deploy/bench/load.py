@@ -1,10 +1,15 @@
-"""The load generator for code that runs in threads (the overload and drain benchmarks, tests).
+"""Threaded gRPC load for the overload and drain benchmarks and tests: closed and open loop.
+
+The same ``Sample`` records and outcomes as the load generator (``bench.loadgen``), sent as
+gRPC futures from threads. (Driving ``bench.loadgen``'s asyncio engine from a thread instead
+changed how the load shedder's soft stop drains, tests/runtime/test_drain.py, so these loops
+stay on gRPC futures until that is understood.)
 
 Requests are built once as ``ModelInferRequest`` protobufs (from the build's golden cases when
-there are some, else from the model's metadata) and sent by the one load generator
-(``bench.loadgen``) running on an event loop of its own thread, so one process can offer a few
-thousand requests per second and several loops can run at once. Every call records when it
-was sent, how long it took and its outcome:
+there are some, else from the model's metadata) and sent as gRPC futures on a few channels
+(completed on gRPC's threads, no event loop), so one process can offer a few thousand requests
+per second. Every call records when it was sent,
+how long it took and its outcome:
 
 - ``ok``
 - ``rejected``: the server refused it because it is overloaded (a full queue in Triton or in
@@ -21,8 +26,8 @@ was sent, how long it took and its outcome:
 
 from __future__ import annotations
 
-import asyncio
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,10 +38,10 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor, triton_to_np_dtype
 
-from triton_deploy.bench.loadgen import GrpcTransport, Sample, closed_samples, open_samples
+from triton_deploy.bench.loadgen import Sample
 
 __all__ = ["OUTCOMES", "InBackground", "Load", "Sample", "Target", "classify", "percentile"]
 
@@ -48,6 +53,10 @@ _OVERLOADED = (
     "server overloaded",
     "status: 503",
 )
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
 
 
 def classify(code: grpc.StatusCode | None, details: str) -> str:
@@ -156,29 +165,24 @@ def metadata_inputs(url: str, model: str, rows: int) -> dict[str, np.ndarray]:
 
 
 class Load:
-    """gRPC channels to one server and the two ways of offering load, for code that runs in
-    threads: the load generator (``bench.loadgen``) on an event loop of its own thread.
+    """gRPC channels to one server and the two ways of offering load.
 
-    Both loops block; run them in threads (``in_background``) to combine them or to act while
-    they run: their requests share the loop and the channels.
+    Calls are gRPC futures completed on gRPC's own threads: no event loop to saturate, so one
+    Python process offers a few thousand requests per second. Both loops block; run them in
+    threads (``in_background``) to combine them or to act while they run.
     """
 
     def __init__(self, url: str, *, channels: int = 4) -> None:
         self.url = url
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tdeploy-load", daemon=True
-        )
-        self._thread.start()
-        self._transport = GrpcTransport(url, channels=channels)
-        self._call(self._transport.open())
-        # the loop's clock is time.monotonic(): Sample.sent counts from here
-        self.started = time.monotonic()
+        self._channels = [
+            grpc.insecure_channel(url, options=_CHANNEL_OPTIONS) for _ in range(channels)
+        ]
+        self._stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels]
+        self._next = itertools.cycle(self._stubs)
+        self._lock = threading.Lock()
+        self.started = time.perf_counter()
         # (load-clock time, seconds late) of each open-loop send: a busy machine shows here
         self.lateness: list[tuple[float, float]] = []
-
-    def _call(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def __enter__(self) -> Load:
         return self
@@ -192,15 +196,37 @@ class Load:
         self.close()
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._call(self._transport.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        for channel in self._channels:
+            channel.close()
 
     def now(self) -> float:
-        return time.monotonic() - self.started
+        return time.perf_counter() - self.started
+
+    def _send(self, request: Any, deadline_s: float, done: Callable[[Sample], None]) -> None:
+        sent = self.now()
+        began = time.perf_counter()
+        with self._lock:
+            stub = next(self._next)
+        future = stub.ModelInfer.future(request, timeout=deadline_s)
+
+        def finished(call: Any) -> None:
+            latency = time.perf_counter() - began
+            try:
+                call.result()
+                sample = Sample(sent, latency, "ok")
+            except grpc.RpcError as exc:
+                detail = exc.details() or ""
+                sample = Sample(
+                    sent,
+                    latency,
+                    classify(exc.code(), detail),
+                    f"{exc.code().name}: {detail}"[:300],
+                )
+            except grpc.FutureCancelledError:
+                sample = Sample(sent, latency, "failed", "cancelled by the client")
+            done(sample)
+
+        future.add_done_callback(finished)
 
     def closed_loop(
         self,
@@ -213,19 +239,30 @@ class Load:
         pause_after_refusal_s: float = 0.02,
     ) -> list[Sample]:
         """``concurrency`` slots, each sending its next request when the last one returns."""
+        samples: list[Sample] = []
+        end = time.perf_counter() + seconds
         stop = stop or threading.Event()
-        return self._call(
-            closed_samples(
-                self._transport,
-                _interleaved(targets),
-                concurrency=concurrency,
-                until=time.monotonic() + seconds,
-                origin=self.started,
-                stop=stop.is_set,
-                timeout_s=deadline_s,
-                pause_after_refusal_s=pause_after_refusal_s,
-            )
-        )
+        active = threading.Semaphore(0)
+        cycles = [t.cycle() for t in targets]
+
+        def next_call(slot: int) -> None:
+            if time.perf_counter() >= end or stop.is_set():
+                active.release()
+                return
+            self._send(next(cycles[slot % len(cycles)]), deadline_s, lambda s: returned(slot, s))
+
+        def returned(slot: int, sample: Sample) -> None:
+            samples.append(sample)
+            if sample.outcome == "refused":  # a stopped server answers at once: don't spin
+                threading.Timer(pause_after_refusal_s, next_call, (slot,)).start()
+            else:
+                next_call(slot)
+
+        for slot in range(concurrency):
+            next_call(slot)
+        for _ in range(concurrency):
+            active.acquire()
+        return samples
 
     def open_loop(
         self,
@@ -238,33 +275,38 @@ class Load:
         stop: threading.Event | None = None,
     ) -> list[Sample]:
         """Poisson arrivals at ``rate`` per second, whatever the server does (like real users)."""
+        rng = random.Random(seed)
+        samples: list[Sample] = []
         stop = stop or threading.Event()
-        return self._call(
-            open_samples(
-                self._transport,
-                _interleaved(targets),
-                rate=rate,
-                until=time.monotonic() + seconds,
-                origin=self.started,
-                seed=seed,
-                stop=stop.is_set,
-                timeout_s=deadline_s,
-                lateness=self.lateness,
-                max_outstanding=1 << 62,  # every arrival is sent, however far behind the server
-                drain_s=deadline_s + 30,
-            )
-        )
+        cycles = [t.cycle() for t in targets]
+        pending = 0
+        all_back = threading.Condition()
 
+        def returned(sample: Sample) -> None:
+            nonlocal pending
+            samples.append(sample)
+            with all_back:
+                pending -= 1
+                all_back.notify_all()
 
-def _interleaved(targets: Sequence[Target]) -> list[bytes]:
-    """The targets' requests, serialised once, round robin over the targets."""
-    longest = max((len(t.requests) for t in targets), default=0)
-    return [
-        t.requests[i % len(t.requests)].SerializeToString()
-        for i in range(longest)
-        for t in targets
-        if t.requests
-    ]
+        start = time.perf_counter()
+        due = start
+        i = 0
+        while True:
+            due += rng.expovariate(rate)
+            if due - start >= seconds or stop.is_set():
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self.lateness.append((self.now(), max(time.perf_counter() - due, 0.0)))
+            with all_back:
+                pending += 1
+            self._send(next(cycles[i % len(cycles)]), deadline_s, returned)
+            i += 1
+        with all_back:
+            all_back.wait_for(lambda: pending == 0, timeout=deadline_s + 30)
+        return samples
 
 
 class InBackground:

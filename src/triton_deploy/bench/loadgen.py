@@ -1,7 +1,8 @@
 """The load generator: asyncio, closed loop (N requests in flight) or open loop (Poisson).
 
-The one engine behind ``tdeploy bench``, ``tdeploy tune``, the tracing, overload and client
-overhead benchmarks (``bench.load.Load`` drives it from threads). Requests are encoded once
+The engine behind ``tdeploy bench``, ``tdeploy tune``, ``tdeploy bench analyzer``, the tracing
+and client overhead benchmarks; ``bench.load.Load`` (overload, drain) records the same
+``Sample`` with the same outcomes from gRPC futures on threads. Requests are encoded once
 beforehand (``payloads``): gRPC calls send pre-serialised ``ModelInferRequest`` bytes through a
 raw gRPC method (no protobuf work per call), HTTP calls post pre-encoded bodies through
 aiohttp, ``CallTransport`` awaits any coroutine (a client library's ``infer``).
