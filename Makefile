@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := $(VENV)/tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: install up build serve verify test lint format bench bench-goals bench-envs tune loadtest loadtest-staging clean
+.PHONY: install up build serve verify test lint format bench bench-goals bench-readme bench-envs tune loadtest loadtest-staging clean
 
 # Idempotent: re-installs only when pyproject.toml (or .ci/checkov-requirements.txt) changed.
 install: $(STAMP) $(CHECKOV_STAMP)
@@ -60,6 +60,12 @@ bench: build bench-envs
 # The "Done when" goals of the performance work, measured vs target, pass/miss, in one run.
 bench-goals: build bench-envs
 	$(TDEPLOY) bench --goals $(ARGS)
+
+# The README's performance figures measured anew (quiet machine only; about an hour), raw data in
+# docs/performance/*.json, then the README block and PNGs regenerated from that data.
+# `tdeploy bench readme` alone regenerates them from the committed data (seconds).
+bench-readme: build bench-envs
+	$(TDEPLOY) bench readme --measure $(ARGS)
 
 bench-envs: install
 	$(PY) -m triton_deploy.bench.envs

@@ -243,7 +243,7 @@ def _register_sub_commands() -> None:
     app.command()(cli_serve.drain)
     app.command()(cli_client.infer)
     app.command()(cli_client.health)
-    app.command()(cli_bench.bench)
+    app.add_typer(cli_bench.bench_app, name="bench")  # run (default), overload, tracing, ...
     app.command()(cli_bench.tune)
     app.command()(cli_loadtest.loadtest)  # says how to install the extra when locust is missing
     app.command()(cli_monitor.monitor)

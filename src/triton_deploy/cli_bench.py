@@ -1,4 +1,10 @@
-"""``tdeploy bench`` and ``tdeploy tune``: thin typer wrappers over triton_deploy.bench."""
+"""``tdeploy bench ...`` and ``tdeploy tune``: thin typer wrappers over triton_deploy.bench.
+
+``tdeploy bench`` is a group whose default command is ``run`` (``tdeploy bench MODEL --goals``
+is ``tdeploy bench run MODEL --goals``); the other benchmarks are its sub-commands:
+``overload``, ``tracing``, ``client-overhead``, ``analyzer`` (tune next to Model Analyzer) and
+``readme`` (the README's performance figures from committed raw data, or measured anew).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from triton_deploy.errors import TritonDeployError
 
-__all__ = ["bench", "tune"]
+__all__ = ["bench", "bench_app", "tune"]
 
 console = Console(stderr=True)
 
@@ -35,6 +42,23 @@ def _default_models(repository: Path) -> list[str]:
 
     loaded, _ = plan_view(read_repository(repository), gpu=gpu_available())
     return loaded
+
+
+class _DefaultRun(TyperGroup):
+    """``tdeploy bench ARGS`` runs ``tdeploy bench run ARGS`` unless ARGS names a sub-command."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(
+    cls=_DefaultRun,
+    help="Measure serving performance (default: `run`); other benchmarks as sub-commands.",
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 def bench(
@@ -101,14 +125,34 @@ def bench(
         str, typer.Option(help="--client-overhead: the server.", envvar="TDEPLOY_URL")
     ] = "localhost:8001",
     batch: Annotated[int, typer.Option(help="--client-overhead: rows per request.")] = 8,
+    runs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Repeat every measurement this many times, alternating the order; goals are "
+            "the median (with min–max). 5 or more for figures people should trust.",
+        ),
+    ] = 1,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="With --goals: exit 3 when a goal is missed (its median)."),
+    ] = False,
+    raw: Annotated[
+        Path | None,
+        typer.Option(help="Also write the raw data (every run's points, the host) as this JSON."),
+    ] = None,
 ) -> None:
-    """Measure serving performance: Triton (batching on/off, two load generators) next to the
-    model in-process, a naive FastAPI service, MLServer and BentoML; MLPerf scenarios; goals."""
+    """Measure serving performance: Triton (batching on/off, gRPC and HTTP, two load
+    generators) next to the model in-process, a naive FastAPI service, MLServer and BentoML;
+    MLPerf scenarios; goals, each the median of --runs alternating runs."""
     if client_overhead:
         _client_overhead(models, url, batch)
         return
+    if strict and not (goals or goals_file):
+        raise _fail(TritonDeployError("--strict checks goals: give --goals (or --goals-file)"))
     from triton_deploy.bench import envs
-    from triton_deploy.bench.goals import evaluate, goals_markdown, goals_table, load_goals
+    from triton_deploy.bench.environment import describe, host
+    from triton_deploy.bench.goals import evaluate, failed, goals_markdown, goals_table, load_goals
     from triton_deploy.bench.report import tables, write_report
     from triton_deploy.bench.run import DEFAULT_CONCURRENCY, BenchOptions, run_bench
 
@@ -140,7 +184,10 @@ def bench(
             offline_batch=goal_spec.offline_batch if goal_spec else offline_batch,
             server_p99_ms=server_p99_ms,
             queue_policy=queue_policy,
+            runs=runs,
+            compare_concurrency=goal_spec.concurrency if goal_spec else None,
         )
+        console.print(f"host: {describe(host())}", highlight=False)
         with Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -177,7 +224,23 @@ def bench(
         goals_path = out / "goals.md"
         goals_path.write_text(goals_markdown(results))
         written.append(goals_path)
+    if raw is not None:
+        from triton_deploy.bench.rawdata import write_raw
+
+        written.append(
+            write_raw(report, raw, goals=evaluate(report, goal_spec) if goal_spec else None)
+        )
     console.print("wrote " + ", ".join(str(p) for p in written))
+    if goal_spec is not None and strict:
+        bad = failed(results)
+        if bad:
+            console.print(
+                f"[bold red]--strict:[/] {len(bad)} goal(s) missed: "
+                + "; ".join(f"{r.model} {r.goal} ({r.generator}): {r.status}" for r in bad),
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(code=3)
 
 
 def _client_overhead(models: list[str] | None, url: str, batch: int) -> None:
@@ -257,3 +320,52 @@ def tune(
         run_tune(options, console=Console(width=max(Console().width, 160)), load_spec=load_spec)
     except TritonDeployError as exc:
         raise _fail(exc) from None
+
+
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def overload(ctx: typer.Context) -> None:
+    """Overload protection and graceful drain on the real server (options: --help)."""
+    from triton_deploy.bench import overload as benchmark
+
+    raise typer.Exit(code=benchmark.main(list(ctx.args)))
+
+
+def tracing(ctx: typer.Context) -> None:
+    """What tracing (the inference log) costs, per --trace setting (options: --help)."""
+    from triton_deploy.bench import tracing as benchmark
+
+    raise typer.Exit(code=benchmark.main(list(ctx.args)))
+
+
+def client_overhead(ctx: typer.Context) -> None:
+    """The client library's cost next to raw tritonclient (options: --help)."""
+    from triton_deploy.bench import client_overhead as benchmark
+
+    raise typer.Exit(code=benchmark.main(list(ctx.args)))
+
+
+def analyzer(ctx: typer.Context) -> None:
+    """tdeploy tune next to NVIDIA's Model Analyzer on the same model (options: --help)."""
+    from triton_deploy.bench import analyzer as benchmark
+
+    raise typer.Exit(code=benchmark.main(list(ctx.args)))
+
+
+def readme(ctx: typer.Context) -> None:
+    """The README's performance table and plots: from committed raw data, or measured anew."""
+    from triton_deploy.bench import rawdata
+
+    raise typer.Exit(code=rawdata.main(list(ctx.args)))
+
+
+bench_app.command("run")(bench)
+for _name, _command in (
+    ("overload", overload),
+    ("tracing", tracing),
+    ("client-overhead", client_overhead),
+    ("analyzer", analyzer),
+    ("readme", readme),
+):
+    bench_app.command(_name, context_settings=_PASSTHROUGH, add_help_option=False)(_command)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_deploy.observability.bench import SETTINGS, main, measure
+from triton_deploy.bench.tracing import SETTINGS, main, measure
 
 pytestmark = pytest.mark.server
 
@@ -24,7 +24,4 @@ def test_the_benchmark_runs_and_counts_trace_bytes(
 
 
 def test_a_model_without_golden_cases_is_refused(observed_repository: Path, tmp_path: Path) -> None:
-    assert (
-        main(["--repository", str(observed_repository), "--model", "nope", "--out", str(tmp_path)])
-        == 1
-    )
+    assert main(["--repository", str(observed_repository), "nope", "--out", str(tmp_path)]) == 1

@@ -13,8 +13,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from servingtools import pipeline_repository
 
-from triton_deploy.runtime.loadgen import Target
-from triton_deploy.runtime.overload import load_then_stop
+from triton_deploy.bench.load import Target
+from triton_deploy.bench.overload import load_then_stop
 from triton_deploy.runtime.repository import read_repository
 from triton_deploy.runtime.server import TritonServer
 

@@ -1,7 +1,7 @@
 """The client library's cost: its throughput next to raw tritonclient, same calls, same concurrency.
 
     tdeploy bench --client-overhead --url localhost:8001 --model MODEL [--batch 8]
-    python -m triton_deploy.bench.client_overhead --url localhost:8001 --model MODEL --overhead
+    tdeploy bench client-overhead --url localhost:8001 --model MODEL --overhead
 
 Each variant runs ``concurrency`` workers (threads for the sync clients, tasks for the asyncio
 ones) that call the model back to back for ``duration`` seconds, after a warm-up. Both sides do
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +27,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 
+from triton_deploy.bench.loadgen import (
+    CallTransport,
+    LoadResult,
+    blocking_closed_loop,
+    measure_closed,
+)
 from triton_deploy.clients._async_client import AsyncInferenceClient
 from triton_deploy.clients._base import DEFAULT_TIMEOUT_S
 from triton_deploy.clients._client import InferenceClient
@@ -85,54 +90,25 @@ def _raw_inputs(schema: ModelSchema, arrays: dict[str, Array]) -> list[Any]:
     return inputs
 
 
-def _summarise(
-    variant: str, latencies: list[float], elapsed: float, rows: int, errors: int
-) -> BenchResult:
-    ordered = sorted(latencies) or [float("nan")]
+def _summarise(variant: str, result: LoadResult, rows: int) -> BenchResult:
     return BenchResult(
         variant=variant,
-        requests_per_s=len(latencies) / elapsed,
-        rows_per_s=len(latencies) * rows / elapsed,
-        p50_ms=ordered[len(ordered) // 2] * 1e3,
-        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3,
-        errors=errors,
+        requests_per_s=result.throughput,
+        rows_per_s=result.throughput * rows,
+        p50_ms=result.percentile(50),
+        p99_ms=result.percentile(99),
+        errors=result.errors,
     )
 
 
 def _threads(
     variant: str, call: Callable[[], object], concurrency: int, duration: float, rows: int
 ) -> BenchResult:
+    """The sync client: one thread per slot (the load generator's blocking loop)."""
     for _ in range(3):  # warm-up: connection, metadata cache
         call()
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    errors = [0] * concurrency
-    start = threading.Barrier(concurrency + 1)
-    stop_at = [0.0]
-
-    def worker(i: int) -> None:
-        start.wait()
-        mine = latencies[i]
-        while True:
-            began = time.perf_counter()
-            if began >= stop_at[0]:
-                return
-            try:
-                call()
-            except Exception:
-                errors[i] += 1
-                continue
-            mine.append(time.perf_counter() - began)
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    for thread in workers:
-        thread.start()
-    began = time.perf_counter()
-    stop_at[0] = began + duration
-    start.wait()
-    for thread in workers:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    return _summarise(variant, [x for xs in latencies for x in xs], elapsed, rows, sum(errors))
+    result = blocking_closed_loop(call, concurrency=concurrency, seconds=duration, warmup_s=0.2)
+    return _summarise(variant, result, rows)
 
 
 async def _tasks(
@@ -142,28 +118,17 @@ async def _tasks(
     duration: float,
     rows: int,
 ) -> BenchResult:
+    """The asyncio client: tasks on the running loop (the load generator's closed loop)."""
     for _ in range(3):
         await call()
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + duration
-
-    async def worker() -> None:
-        nonlocal errors
-        while True:
-            began = time.perf_counter()
-            if began >= stop_at:
-                return
-            try:
-                await call()
-            except Exception:
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - began)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return _summarise(variant, latencies, time.perf_counter() - began, rows, errors)
+    result = await measure_closed(
+        CallTransport(lambda _payload: call()),
+        [None],
+        concurrency=concurrency,
+        seconds=duration,
+        warmup_s=0.2,
+    )
+    return _summarise(variant, result, rows)
 
 
 @dataclass(frozen=True)
@@ -360,7 +325,7 @@ class _StubTransport:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m triton_deploy.bench.client_overhead",
+        prog="tdeploy bench client-overhead",
         description="This client's throughput next to raw tritonclient (same calls).",
     )
     parser.add_argument("--url", default="localhost:8001", help="Triton gRPC host:port")
@@ -444,7 +409,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     Console(width=max(Console().width, 110)).print(table)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,7 @@
 """Virtual environments of the comparison tools, each its own, created by the project itself.
 
-    python -m triton_deploy.bench.envs [perf_analyzer mlserver bentoml]   # or: make bench-envs
+    python -m triton_deploy.bench.envs [perf_analyzer mlserver bentoml model_analyzer]
+    make bench-envs                                                       # all of them
 
 - ``perf_analyzer``: NVIDIA's load generator from the ``tritonclient==2.51.0`` wheel (newer
   wheels' binaries need glibc 2.38; Debian 12 has 2.36). It needs Debian's ``libb64-0d`` and the
@@ -9,6 +10,7 @@
   runtimes; 1.7.1 needs ``uvloop==0.21.0``. The runtimes are installed without their
   dependencies so that ``xgboost-cpu`` stands in for the CUDA build of xgboost.
 - ``bentoml``: BentoML with onnxruntime and xgboost-cpu.
+- ``model_analyzer``: NVIDIA's Triton Model Analyzer (``tdeploy bench analyzer``).
 
 They live in ``$TDEPLOY_BENCH_ENVS`` or else ``.venv-bench/`` beside the running virtual
 environment (git-ignored), one folder per tool, each with a stamp of what was installed, so a
@@ -174,6 +176,14 @@ ENVIRONMENTS: dict[str, BenchEnvironment] = {
                 ),
             ),
             executable="bentoml",
+        ),
+        # NVIDIA's Model Analyzer, for `tdeploy bench analyzer` (1.45, the 24.10 release that
+        # matches the local server, is not on PyPI; 1.44 is the closest). Its own perf_analyzer
+        # needs glibc 2.38: it is pointed at the 2.51 one above (--perf-analyzer-path).
+        BenchEnvironment(
+            "model_analyzer",
+            steps=(("triton-model-analyzer==1.44.0",),),
+            executable="model-analyzer",
         ),
     )
 }

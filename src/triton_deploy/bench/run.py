@@ -12,6 +12,16 @@ For each model (and ensemble) of the repository, on the real local tritonserver:
 5. MLPerf's scenarios: SingleStream (p90 at concurrency 1), Server (Poisson arrivals: the
    highest rate whose p99 stays under a bound), Offline (samples/s with client batches).
 
+With ``runs`` > 1 every measurement of steps 1-4 is repeated, the servers staying up, in
+alternating order (on, off, peers, then the reverse), so that a drifting machine hits every
+variant alike; each point carries its run, and goals are the median over runs with min-max.
+Every point says its protocol (gRPC, HTTP/JSON), its predictor and its server's settings:
+Triton over HTTP (with the HTTP guard, as ``tdeploy serve`` runs it) is measured for the
+comparison with BentoML (HTTP), Triton over gRPC for MLServer (gRPC); "same predictor" is
+Triton with XGBoost's stock call, the one the peers use. The peers' worker settings are chosen
+by a short sweep at the start of the run (MLServer parallel_workers, BentoML workers), and
+each peer writes the rows of every call it runs, so the report shows that it batched.
+
 Everything is a ``BenchReport`` (JSON-able dataclasses); ``report`` renders it.
 """
 
@@ -21,7 +31,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +62,7 @@ from triton_deploy.bench.payloads import (
 )
 from triton_deploy.bench.services import (
     ManagedProcess,
+    batch_log,
     bentoml_service,
     mlserver_service,
     naive_service,
@@ -71,10 +82,14 @@ __all__ = [
 ]
 
 DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
+GRPC = "gRPC"
+HTTP = "HTTP/JSON"
 #: Requests of ``offline_batch`` rows in flight in the Offline scenario (the best one counts).
 OFFLINE_CONCURRENCY = (2, 4, 8)
 TRITON = "triton"
 TRITON_OFF = "triton, batching off"
+TRITON_HTTP = "triton, HTTP"
+TRITON_STOCK = "triton, stock XGBoost call"
 NAIVE = "naive FastAPI"
 MLSERVER = "MLServer"
 BENTOML = "BentoML"
@@ -105,6 +120,10 @@ class Point:
     error: str | None = None
     # CPU per request by process (server, each backend stub, the load generator), in us
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)
+    run: int = 0  # which of the repeated runs
+    protocol: str = GRPC
+    predictor: str = ""  # what computes the model (e.g. "xgboost C API", "onnxruntime")
+    settings: str = ""  # the server's worker / batching settings that matter here
 
     @property
     def avg_batch(self) -> float:
@@ -127,16 +146,36 @@ class ModelReport:
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
 
-    def find(self, variant: str, generator: str, concurrency: int, batch: int = 1) -> Point | None:
+    # per run: batch -> samples/s in-process, and the single-row latency percentiles
+    ceiling_runs: list[dict[int, float]] = field(default_factory=list)
+    in_process_latency_runs: list[dict[str, float]] = field(default_factory=list)
+    # the peers' settings tried before the runs: {"server", "settings", "throughput", ...}
+    peer_sweep: list[dict[str, Any]] = field(default_factory=list)
+
+    def find(
+        self, variant: str, generator: str, concurrency: int, batch: int = 1, run: int | None = None
+    ) -> Point | None:
         for p in self.points:
-            if (p.variant, p.generator, p.concurrency, p.batch) == (
-                variant,
-                generator,
-                concurrency,
-                batch,
-            ) and p.request_rate is None:
+            if (
+                (p.variant, p.generator, p.concurrency, p.batch)
+                == (variant, generator, concurrency, batch)
+                and p.request_rate is None
+                and (run is None or p.run == run)
+            ):
                 return p
         return None
+
+    def find_runs(
+        self, variant: str, generator: str, concurrency: int, batch: int = 1
+    ) -> dict[int, Point]:
+        """The point of every run (run -> point)."""
+        return {
+            p.run: p
+            for p in self.points
+            if (p.variant, p.generator, p.concurrency, p.batch)
+            == (variant, generator, concurrency, batch)
+            and p.request_rate is None
+        }
 
 
 @dataclass
@@ -172,6 +211,12 @@ class BenchOptions:
     offline_batch: int = 64
     server_p99_ms: float = 10.0
     queue_policy: bool = False
+    runs: int = 1
+    http_triton: bool = True  # Triton over HTTP too (the like-for-like row for BentoML)
+    same_predictor: bool = True  # Triton with XGBoost's stock call (tree models)
+    mlserver_workers: tuple[int, ...] = (0, 1, 2)  # parallel_workers tried
+    bentoml_workers: tuple[int, ...] = (1, 2)
+    compare_concurrency: int | None = None  # where peers are compared (default: the highest)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -267,6 +312,101 @@ def _pa_point(variant: str, result: pa.PerfAnalyzerResult) -> Point:
     )
 
 
+def _predictor(info: ModelInfo, variant: str) -> str:
+    """What computes the model in ``variant`` (the same-predictor row separates server from it)."""
+    if info.kind == "fil":
+        parameters = {k: v.string_value for k, v in info.config.parameters.items()}
+        if parameters.get("model_type", "xgboost") == "lightgbm":
+            return "lightgbm Booster.predict"
+        if variant in (TRITON, TRITON_OFF, TRITON_HTTP, NAIVE):
+            return "xgboost C API (XGBoosterPredictFromDense)"
+        if variant == MLSERVER:
+            return "xgboost, MLServer's runtime"
+        return "xgboost inplace_predict"
+    if info.kind in ("onnxruntime_onnx", "onnxruntime"):
+        return "onnxruntime"
+    return info.kind
+
+
+def _triton_settings(info: ModelInfo, variant: str) -> str:
+    """The server settings behind a Triton row: batching as configured, or none."""
+    groups = info.config.instance_group
+    instances = f"{groups[0].count or 1} instance(s)" if groups else "1 instance"
+    if variant == TRITON_OFF or not info.dynamic_batching:
+        return f"no dynamic batching, {instances}"
+    delay = info.config.dynamic_batching.max_queue_delay_microseconds
+    return f"dynamic batching, delay {delay} us, {instances}"
+
+
+def _uses_xgboost(info: ModelInfo) -> bool:
+    parameters = {k: v.string_value for k, v in info.config.parameters.items()}
+    return info.kind == "fil" and parameters.get("model_type", "xgboost").startswith("xgboost")
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Variables in this process's environment while a server starts (it inherits them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _log_offset(path: Path | None) -> int:
+    return path.stat().st_size if path is not None and path.exists() else 0
+
+
+def _logged_batches(path: Path | None, offset: int, name: str) -> list[StageTimes]:
+    """The rows of each call a peer logged since ``offset``: its formed batches."""
+    if path is None or not path.exists():
+        return []
+    with path.open() as log:
+        log.seek(offset)
+        rows = [int(line) for line in log.read().split() if line.strip().isdigit()]
+    if not rows:
+        return []
+    sizes: dict[int, int] = {}
+    for r in rows:
+        sizes[r] = sizes.get(r, 0) + 1
+    return [
+        StageTimes(
+            f"{name} (its own log)",
+            requests=0,
+            inferences=sum(rows),
+            executions=len(rows),
+            batch_sizes=dict(sorted(sizes.items())),
+        )
+    ]
+
+
+def triton_json_bodies(info: ModelInfo, rows: dict[str, np.ndarray]) -> list[bytes]:
+    """KServe V2 JSON bodies for Triton's HTTP endpoint, one sample each."""
+    import json
+
+    bodies = []
+    n = len(next(iter(rows.values())))
+    for i in range(min(64, n)):
+        tensors = []
+        for t in info.inputs:
+            value = rows[t.name][i : i + 1] if info.max_batch_size > 0 else rows[t.name]
+            data = (
+                [v.decode() if isinstance(v, bytes) else str(v) for v in value.reshape(-1)]
+                if value.dtype == object
+                else value.reshape(-1).tolist()
+            )
+            tensors.append(
+                {"name": t.name, "shape": list(value.shape), "datatype": t.datatype, "data": data}
+            )
+        bodies.append(json.dumps({"inputs": tensors}).encode())
+    return bodies
+
+
 class _Runner:
     def __init__(self, options: BenchOptions, advance: Callable[[str], None]) -> None:
         self.options = options
@@ -284,6 +424,8 @@ class _Runner:
             )
         self.pa_ok = options.perf_analyzer and pa.available()
         self.warnings: list[str] = []
+        self.compare_at = options.compare_concurrency or max(options.concurrency)
+        self.run = 0
 
     # -- steps -----------------------------------------------------------------------------------
     def batch_for(self, info: ModelInfo) -> int:
@@ -301,12 +443,15 @@ class _Runner:
         rate: float | None = None,
         seconds: float | None = None,
         stats: bool = True,
+        settings: str = "",
+        batch_log: Path | None = None,
     ) -> Point:
         payloads = grpc_requests(info, self.rows[info.name], batch=batch)
         watched = [info.name, *info.members]
         seconds = seconds or self.options.seconds
         transport = GrpcTransport(server_url, channels=max(1, concurrency // 16))
         before = snapshot(server_url) if stats else {}
+        offset = _log_offset(batch_log)
         split0 = _process_cpu(server_pid)
         cpu0, wall0 = sum(split0.values()), time.perf_counter()
         if rate is None:
@@ -330,7 +475,10 @@ class _Runner:
         split1 = _process_cpu(server_pid)
         server_cpu = (sum(split1.values()) - cpu0) / (time.perf_counter() - wall0)
         stages = [delta(before, snapshot(server_url), m) for m in watched] if stats else []
+        stages += _logged_batches(batch_log, offset, variant)
         point = _point(variant, OURS, concurrency, batch, result, server_cpu, stages)
+        point.run, point.protocol, point.settings = self.run, GRPC, settings
+        point.predictor = _predictor(info, variant)
         # the whole run's requests, warm-up included, went through the server's processes
         served = round((result.wall_s + self.options.warmup_s) * result.throughput)
         point.cpu_us_per_request = _cpu_split(split0, split1, served)
@@ -341,41 +489,75 @@ class _Runner:
 
     def measure_http(
         self,
-        service: ManagedProcess,
+        url: str,
+        pid: int | None,
         info: ModelInfo,
         variant: str,
         bodies: list[bytes],
         concurrency: int,
+        *,
+        settings: str = "",
+        batch_log: Path | None = None,
+        stats_url: str | None = None,
+        seconds: float | None = None,
     ) -> Point:
-        transport: Transport = HttpTransport(service.url, limit=max(concurrency, 1))
-        cpu0, wall0 = _tree_cpu(service.pid), time.perf_counter()
+        transport: Transport = HttpTransport(url, limit=max(concurrency, 1))
+        before = snapshot(stats_url) if stats_url else {}
+        offset = _log_offset(batch_log)
+        cpu0, wall0 = _tree_cpu(pid), time.perf_counter()
         result = closed_loop(
             transport,
             bodies,
             concurrency=concurrency,
-            seconds=self.options.seconds,
+            seconds=seconds or self.options.seconds,
             warmup_s=self.options.warmup_s,
         )
-        server_cpu = (_tree_cpu(service.pid) - cpu0) / (time.perf_counter() - wall0)
-        return _point(variant, OURS, concurrency, 1, result, server_cpu, [])
+        server_cpu = (_tree_cpu(pid) - cpu0) / (time.perf_counter() - wall0)
+        stages = (
+            [delta(before, snapshot(stats_url), m) for m in [info.name, *info.members]]
+            if stats_url
+            else []
+        )
+        stages += _logged_batches(batch_log, offset, variant)
+        point = _point(variant, OURS, concurrency, 1, result, server_cpu, stages)
+        point.run, point.protocol, point.settings = self.run, HTTP, settings
+        point.predictor = _predictor(info, variant)
+        return point
 
-    def sweep_triton(self, server: TritonServer, variant: str) -> None:
-        for name, info in self.infos.items():
+    def sweep_triton(
+        self,
+        server: TritonServer,
+        variant: str,
+        *,
+        levels: list[int] | None = None,
+        perf_analyzer: bool = True,
+        names: list[str] | None = None,
+    ) -> None:
+        levels = levels or list(self.options.concurrency)
+        for name in names or list(self.infos):
+            info = self.infos[name]
             report = self.reports[name]
-            for concurrency in self.options.concurrency:
-                self.advance(f"{name}: {variant}, c={concurrency}")
+            for concurrency in levels:
+                self.advance(f"{name}: {variant}, c={concurrency}, run {self.run + 1}")
                 report.points.append(
                     self.measure_grpc(
-                        server.grpc_url, server.pid, info, variant, concurrency=concurrency
+                        server.grpc_url,
+                        server.pid,
+                        info,
+                        variant,
+                        concurrency=concurrency,
+                        settings=_triton_settings(info, variant),
                     )
                 )
-            if not self.pa_ok:
+            if not (self.pa_ok and perf_analyzer):
                 continue
-            data = pa.write_input_data(
-                info, self.rows[name], Path(self.inputs_dir.name) / f"{name}.json"
-            )
-            for concurrency in self.options.concurrency:
-                self.advance(f"{name}: {variant}, perf_analyzer c={concurrency}")
+            data = Path(self.inputs_dir.name) / f"{name}.json"
+            if not data.exists():
+                pa.write_input_data(info, self.rows[name], data)
+            for concurrency in levels:
+                self.advance(
+                    f"{name}: {variant}, perf_analyzer c={concurrency}, run {self.run + 1}"
+                )
                 try:
                     cpu0, wall0 = _tree_cpu(server.pid), time.perf_counter()
                     result = pa.run_perf_analyzer(
@@ -386,6 +568,8 @@ class _Runner:
                         seconds=self.options.seconds,
                     )
                     point = _pa_point(variant, result)
+                    point.run, point.predictor = self.run, _predictor(info, variant)
+                    point.settings = _triton_settings(info, variant)
                     # perf_analyzer's own start-up and stabilisation windows are in the wall
                     # time too: the server's share is a lower bound, good enough for a profile
                     point.server_cpu = (_tree_cpu(server.pid) - cpu0) / (
@@ -394,6 +578,40 @@ class _Runner:
                     report.points.append(point)
                 except BenchError as exc:
                     report.skipped[f"{variant}, perf_analyzer c={concurrency}"] = str(exc)
+
+    def sweep_triton_http(self, server: TritonServer, names: list[str]) -> None:
+        """Triton over HTTP/JSON (through the HTTP guard) at the comparison level: the
+        like-for-like row for the HTTP peers."""
+        for name in names:
+            info = self.infos[name]
+            self.advance(f"{name}: {TRITON_HTTP}, run {self.run + 1}")
+            url = f"{server.http_url}/v2/models/{name}/infer"
+            self.reports[name].points.append(
+                self.measure_http(
+                    url,
+                    server.pid,
+                    info,
+                    TRITON_HTTP,
+                    triton_json_bodies(info, self.rows[name]),
+                    self.compare_at,
+                    settings=_triton_settings(info, TRITON) + ", HTTP guard on",
+                    stats_url=server.grpc_url,
+                )
+            )
+
+    def offline(self, server: TritonServer) -> None:
+        """Client batches of ``offline_batch`` rows, 2, 4 or 8 in flight (every run)."""
+        for name, info in self.infos.items():
+            if info.max_batch_size <= 1:
+                continue
+            self.advance(f"{name}: client batches, run {self.run + 1}")
+            batch = self.batch_for(info)
+            self.reports[name].points.extend(
+                self.measure_grpc(
+                    server.grpc_url, server.pid, info, TRITON, concurrency=c, batch=batch
+                )
+                for c in OFFLINE_CONCURRENCY
+            )
 
     def scenarios(self, server: TritonServer) -> None:
         for name, info in self.infos.items():
@@ -413,12 +631,17 @@ class _Runner:
             # (the dynamic batcher may merge them further); the best one is the result.
             batch = self.batch_for(info)
             tries = [
+                p
+                for p in report.points
+                if p.variant == TRITON and p.generator == OURS and p.batch == batch > 1
+            ] or [
                 self.measure_grpc(
                     server.grpc_url, server.pid, info, TRITON, concurrency=c, batch=batch
                 )
                 for c in OFFLINE_CONCURRENCY
             ]
-            report.points.extend(tries)
+            if not any(p in report.points for p in tries):
+                report.points.extend(tries)
             offline = max(tries, key=lambda p: p.samples_per_s)
             report.scenarios["Offline"] = {
                 "samples_per_s": offline.samples_per_s,
@@ -499,9 +722,11 @@ class _Runner:
         }
 
     def in_process(self) -> None:
+        """The model in this process at the batch sizes Triton formed in this run (and at 1
+        and the client batch): the ceiling each served point is divided by."""
         for name, info in self.infos.items():
             report = self.reports[name]
-            self.advance(f"{name}: in-process ceiling")
+            self.advance(f"{name}: in-process ceiling, run {self.run + 1}")
             try:
                 model = load_in_process(info)
             except (BenchError, ImportError) as exc:
@@ -512,21 +737,32 @@ class _Runner:
             batches |= {
                 max(1, round(p.avg_batch))
                 for p in report.points
-                if p.variant == TRITON and p.generator == OURS
+                if p.variant == TRITON and p.generator == OURS and p.run == self.run
             }
-            for batch in sorted(batches):
-                report.ceiling[batch] = measure_ceiling(
+            ceiling = {
+                batch: measure_ceiling(
                     model, self.rows[name], batch, seconds=min(1.0, self.options.seconds)
                 )
-            report.in_process_latency_ms = measure_latency(
-                model, self.rows[name], seconds=min(1.0, self.options.seconds)
+                for batch in sorted(batches)
+            }
+            report.ceiling_runs.append(ceiling)
+            report.in_process_latency_runs.append(
+                measure_latency(model, self.rows[name], seconds=min(1.0, self.options.seconds))
             )
             del model
+            # the report's single figures: the median over runs
+            for batch in {b for c in report.ceiling_runs for b in c}:
+                values = [c[batch] for c in report.ceiling_runs if batch in c]
+                report.ceiling[batch] = float(np.median(values))
+            report.in_process_latency_ms = {
+                key: float(np.median([r[key] for r in report.in_process_latency_runs]))
+                for key in report.in_process_latency_runs[0]
+            }
 
-    def naive(self) -> None:
+    def naive_services(self, stack: contextlib.ExitStack) -> dict[str, ManagedProcess]:
+        services = {}
         for name, info in self.infos.items():
             report = self.reports[name]
-            self.advance(f"{name}: naive FastAPI service")
             try:
                 load_in_process(info)
                 import fastapi  # noqa: F401
@@ -534,57 +770,132 @@ class _Runner:
             except (BenchError, ImportError) as exc:
                 report.skipped[NAIVE] = str(exc)
                 continue
-            bodies = json_bodies(info, self.rows[name])
             try:
-                with naive_service(self.repository, info) as service:
-                    for concurrency in self.options.concurrency:
-                        self.advance(f"{name}: naive c={concurrency}")
-                        report.points.append(
-                            self.measure_http(service, info, NAIVE, bodies, concurrency)
-                        )
+                services[name] = stack.enter_context(naive_service(self.repository, info))
             except BenchError as exc:
                 report.skipped[NAIVE] = str(exc)
+        return services
 
-    def alternatives(self) -> None:
+    def measure_naive(self, services: dict[str, ManagedProcess]) -> None:
+        for name, service in services.items():
+            info = self.infos[name]
+            bodies = json_bodies(info, self.rows[name])
+            for concurrency in self.options.concurrency:
+                self.advance(f"{name}: naive c={concurrency}, run {self.run + 1}")
+                point = self.measure_http(
+                    service.url, service.pid, info, NAIVE, bodies, concurrency, settings="1 worker"
+                )
+                self.reports[name].points.append(point)
+
+    def _peer(self, tool: str, info: ModelInfo, workers: int) -> ManagedProcess:
+        if tool == "mlserver":
+            return mlserver_service(info, workers=workers)
+        return bentoml_service(info, workers=workers)
+
+    def measure_peer(
+        self, tool: str, service: ManagedProcess, info: ModelInfo, concurrency: int, **kw: Any
+    ) -> Point:
+        label = MLSERVER if tool == "mlserver" else BENTOML
+        settings = str(service.extra.get("settings", ""))
+        log = batch_log(service)
+        if tool == "mlserver":
+            return self.measure_grpc(
+                service.url,
+                service.pid,
+                info,
+                label,
+                concurrency=concurrency,
+                stats=False,
+                settings=settings,
+                batch_log=log,
+                **kw,
+            )
+        bodies = [_bento_body(b) for b in json_bodies(info, self.rows[info.name], wrap=None)]
+        return self.measure_http(
+            service.url,
+            service.pid,
+            info,
+            label,
+            bodies,
+            concurrency,
+            settings=settings,
+            batch_log=log,
+            **kw,
+        )
+
+    def peer_services(self, stack: contextlib.ExitStack) -> dict[tuple[str, str], ManagedProcess]:
+        """Each peer that can serve each model, with the worker setting that did best in a
+        short sweep at the comparison level (every setting tried is kept in the report)."""
+        chosen: dict[tuple[str, str], ManagedProcess] = {}
         for name, info in self.infos.items():
             report = self.reports[name]
-            for tool, factory in (("mlserver", mlserver_service), ("bentoml", bentoml_service)):
+            for tool, settings in (
+                ("mlserver", self.options.mlserver_workers),
+                ("bentoml", self.options.bentoml_workers),
+            ):
                 label = MLSERVER if tool == "mlserver" else BENTOML
-                self.advance(f"{name}: {label}")
                 reason = unsupported_reason(tool, info)
                 if reason:
                     report.skipped[label] = reason
                     continue
+                best: tuple[float, int] | None = None
+                for workers in settings if len(settings) > 1 else ():
+                    self.advance(f"{name}: {label} sweep, workers {workers}")
+                    try:
+                        with self._peer(tool, info, workers) as service:
+                            point = self.measure_peer(
+                                tool,
+                                service,
+                                info,
+                                self.compare_at,
+                                seconds=max(1.0, self.options.seconds / 2),
+                            )
+                    except BenchError as exc:
+                        report.peer_sweep.append(
+                            {"server": label, "workers": workers, "error": str(exc)[:300]}
+                        )
+                        continue
+                    report.peer_sweep.append(
+                        {
+                            "server": label,
+                            "workers": workers,
+                            "settings": point.settings,
+                            "concurrency": self.compare_at,
+                            "throughput": point.throughput,
+                            "p99_ms": point.p99_ms,
+                            "formed_batch": point.avg_batch,
+                        }
+                    )
+                    if best is None or point.throughput > best[0]:
+                        best = (point.throughput, workers)
+                workers = best[1] if best else settings[0]
+                self.advance(f"{name}: {label} (workers {workers})")
                 try:
-                    with factory(info) as service:
-                        for concurrency in self.options.concurrency:
-                            self.advance(f"{name}: {label} c={concurrency}")
-                            if tool == "mlserver":
-                                point = self.measure_grpc(
-                                    service.url,
-                                    service.pid,
-                                    info,
-                                    label,
-                                    concurrency=concurrency,
-                                    stats=False,
-                                )
-                            else:
-                                bodies = json_bodies(info, self.rows[name], wrap=None)
-                                bodies = [_bento_body(b) for b in bodies]
-                                point = self.measure_http(service, info, label, bodies, concurrency)
-                            report.points.append(point)
+                    chosen[(name, tool)] = stack.enter_context(self._peer(tool, info, workers))
                 except BenchError as exc:
                     report.skipped[label] = str(exc)
+        return chosen
+
+    def measure_peers(self, peers: dict[tuple[str, str], ManagedProcess]) -> None:
+        for (name, tool), service in peers.items():
+            info = self.infos[name]
+            for concurrency in self.options.concurrency:
+                self.advance(f"{name}: {tool} c={concurrency}, run {self.run + 1}")
+                self.reports[name].points.append(
+                    self.measure_peer(tool, service, info, concurrency)
+                )
 
     def steps(self) -> int:
-        """How many progress steps the run has (for the progress bar)."""
+        """How many progress steps the run has (for the progress bar; an estimate)."""
         n, c = len(self.infos), len(self.options.concurrency)
         per_sweep = n * c * (2 if self.pa_ok else 1)
-        total = per_sweep * (2 if self.options.batching_off else 1)
+        per_run = per_sweep * (2 if self.options.batching_off else 1) + n
+        per_run += n if self.options.ceiling else 0
+        per_run += n * c if self.options.naive else 0
+        per_run += 2 * n * (c + 1) if self.options.alternatives else 0
+        total = per_run * self.options.runs
         total += 3 * n if self.options.scenarios else 0
-        total += n if self.options.ceiling else 0
-        total += n * (c + 1) if self.options.naive else 0
-        total += 2 * n * (c + 1) if self.options.alternatives else 0
+        total += 5 * n if self.options.alternatives else 0
         return total
 
 
@@ -596,23 +907,19 @@ def _bento_body(body: bytes) -> bytes:
 
 
 def _machine() -> dict[str, Any]:
-    import platform
+    from triton_deploy.bench.environment import host
 
-    import psutil
-
-    return {
-        "cpus": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
+    return host()
 
 
 def run_bench(
     options: BenchOptions, *, progress: Callable[[int, str], None] | None = None
 ) -> BenchReport:
-    """Run every step ``options`` asks for; ``progress(total, description)`` is called per step."""
+    """Run every step ``options`` asks for; ``progress(total, description)`` is called per step.
+
+    The servers start once and stay up; with ``options.runs`` > 1 each run measures every
+    variant in turn, the order reversed every other run.
+    """
     total_box = [0]
 
     def advance(description: str) -> None:
@@ -628,27 +935,69 @@ def run_bench(
         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         machine=_machine(),
     )
+    report.machine["runs"] = options.runs
     if options.perf_analyzer and not runner.pa_ok:
         report.warnings.append(pa.environment("perf_analyzer").missing_reason())
+    # Triton over HTTP/JSON: the like-for-like row for every HTTP peer (naive, BentoML)
+    peers_http = list(runner.infos) if (options.naive or options.alternatives) else []
     try:
-        with tempfile.TemporaryDirectory(prefix="tdeploy-bench-repos-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="tdeploy-bench-repos-") as tmp,
+            contextlib.ExitStack() as stack,
+        ):
             on = runner.repository
             if options.queue_policy:
                 on = with_queue_policy(runner.repository, Path(tmp) / "queued")
-            with TritonServer(on) as server:
-                runner.sweep_triton(server, TRITON)
-                if options.scenarios:
-                    runner.scenarios(server)
+            # the peers' sweeps first (each starts and stops its own server), then everything
+            # that stays up for the runs
+            peers = runner.peer_services(stack) if options.alternatives else {}
+            triton = stack.enter_context(
+                TritonServer(on, http_inference=options.http_triton and bool(peers_http))
+            )
+            off = None
             if options.batching_off:
-                off = batching_off(runner.repository, Path(tmp) / "off")
-                with TritonServer(off) as server:
-                    runner.sweep_triton(server, TRITON_OFF)
-        if options.ceiling:
-            runner.in_process()
-        if options.naive:
-            runner.naive()
-        if options.alternatives:
-            runner.alternatives()
+                off = stack.enter_context(
+                    TritonServer(batching_off(runner.repository, Path(tmp) / "off"))
+                )
+            xgboost_models = [n for n, i in runner.infos.items() if _uses_xgboost(i)]
+            stock = None
+            if options.same_predictor and xgboost_models:
+                with _environment(TDEPLOY_XGBOOST_PREDICTOR="inplace_predict"):
+                    stock = stack.enter_context(TritonServer(on))
+            naive = runner.naive_services(stack) if options.naive else {}
+
+            def triton_block() -> None:
+                runner.sweep_triton(triton, TRITON)
+                runner.offline(triton)
+
+            blocks: list[Callable[[], None]] = [triton_block]
+            if off is not None:
+                blocks.append(lambda: runner.sweep_triton(off, TRITON_OFF))
+            if stock is not None:
+                blocks.append(
+                    lambda: runner.sweep_triton(
+                        stock,
+                        TRITON_STOCK,
+                        levels=[runner.compare_at],
+                        perf_analyzer=False,
+                        names=xgboost_models,
+                    )
+                )
+            if options.http_triton and peers_http:
+                blocks.append(lambda: runner.sweep_triton_http(triton, peers_http))
+            if naive:
+                blocks.append(lambda: runner.measure_naive(naive))
+            if peers:
+                blocks.append(lambda: runner.measure_peers(peers))
+            for run in range(options.runs):
+                runner.run = run
+                for block in blocks if run % 2 == 0 else blocks[::-1]:
+                    block()
+                if options.ceiling:
+                    runner.in_process()
+            runner.run = 0
+            if options.scenarios:
+                runner.scenarios(triton)
     finally:
         runner.inputs_dir.cleanup()
     report.models = [runner.reports[name] for name in options.models]
@@ -657,8 +1006,24 @@ def run_bench(
         for p in model.points:
             if p.client_cpu >= 0.9:
                 report.warnings.append(
-                    f"{model.model} {p.variant} c={p.concurrency} ({p.generator}): the load "
-                    f"generator used {p.client_cpu:.2f} cores: it measured itself as much as the server"
+                    f"{model.model} {p.variant} c={p.concurrency} run {p.run + 1} ({p.generator}): "
+                    f"the load generator used {p.client_cpu:.2f} cores: it measured itself as "
+                    "much as the server"
+                )
+    for model in report.models:
+        # batching that did not batch compares nothing: say so where it happened
+        batched = [p for p in model.points if p.variant == TRITON and p.generator == OURS]
+        if model.dynamic_batching and batched and max(p.avg_batch for p in batched) <= 1.0:
+            report.warnings.append(
+                f"{model.model}: with dynamic batching on, Triton formed no batch larger than 1"
+            )
+        for label in (MLSERVER, BENTOML):
+            mine = [p for p in model.points if p.variant == label]
+            logged = [s for p in mine for s in p.stages if s.model.endswith("(its own log)")]
+            if mine and logged and max(max(s.batch_sizes, default=1) for s in logged) <= 1:
+                report.warnings.append(
+                    f"{model.model}: {label}'s adaptive batching ran every request alone "
+                    "(its own log): it did not batch"
                 )
     if report.machine["load_average"][0] > (report.machine["cpus"] or 1):
         report.warnings.append(

@@ -37,6 +37,7 @@ from triton_deploy.runtime.server import free_port
 
 __all__ = [
     "ManagedProcess",
+    "batch_log",
     "bentoml_service",
     "mlserver_service",
     "naive_service",
@@ -182,6 +183,34 @@ def unsupported_reason(tool: str, info: ModelInfo) -> str | None:
     return None
 
 
+_MLSERVER_RUNTIME = """
+import os
+
+if os.environ["TDEPLOY_MLSERVER_BASE"] == "lightgbm":
+    from mlserver_lightgbm import LightGBMModel as Base
+else:
+    from mlserver_xgboost import XGBoostModel as Base
+
+LOG = os.environ["TDEPLOY_BATCH_LOG"]
+
+
+class CountingModel(Base):
+    \"\"\"MLServer's own runtime; each call's rows are logged (did adaptive batching batch?).\"\"\"
+
+    async def predict(self, payload):
+        rows = max((int(i.shape[0]) for i in payload.inputs if i.shape), default=0)
+        with open(LOG, "a") as log:
+            log.write(f"{rows}\\n")
+        return await super().predict(payload)
+"""
+
+
+def batch_log(service: ManagedProcess) -> Path | None:
+    """The file where a peer's model writes the rows of each call it runs (one per line)."""
+    path = service.extra.get("batch_log")
+    return Path(str(path)) if path else None
+
+
 def mlserver_service(
     info: ModelInfo, *, max_batch_time_s: float = 0.002, workers: int = 0
 ) -> ManagedProcess:
@@ -206,11 +235,8 @@ def mlserver_service(
             }
         )
     )
-    runtime = (
-        "mlserver_lightgbm.LightGBMModel"
-        if _fil_type(info) == "lightgbm"
-        else "mlserver_xgboost.XGBoostModel"
-    )
+    (root / "tdeploy_mlserver_runtime.py").write_text(_MLSERVER_RUNTIME)
+    runtime = "tdeploy_mlserver_runtime.CountingModel"
     model_dir = root / info.name
     model_dir.mkdir()
     (model_dir / "model-settings.json").write_text(
@@ -224,15 +250,22 @@ def mlserver_service(
             }
         )
     )
-    env = {**env_spec.environment(), "OMP_NUM_THREADS": "1"}  # 2 cores: no OpenMP oversubscription
+    env = {
+        **env_spec.environment(),
+        "OMP_NUM_THREADS": "1",  # 2 cores: no OpenMP oversubscription
+        "PYTHONPATH": str(root),
+        "TDEPLOY_MLSERVER_BASE": "lightgbm" if _fil_type(info) == "lightgbm" else "xgboost",
+        "TDEPLOY_BATCH_LOG": str(root / "batches.log"),
+    }
     service = ManagedProcess(
-        "MLServer",
+        f"MLServer (parallel_workers {workers})",
         [str(env_spec.binary), "start", str(root)],
         f"http://127.0.0.1:{http}/v2/models/{info.name}/ready",
         env=env,
         cwd=root,
     )
     service.url = f"127.0.0.1:{grpc_port}"
+    service.extra.update(batch_log=root / "batches.log", settings=f"parallel_workers {workers}")
     service._cleanup.append(work)
     return service
 
@@ -249,9 +282,11 @@ INPUT = os.environ["TDEPLOY_BENTO_INPUT"]
 DTYPE = os.environ["TDEPLOY_BENTO_DTYPE"]
 MAX_BATCH = int(os.environ["TDEPLOY_BENTO_MAX_BATCH"])
 THREADS = int(os.environ.get("TDEPLOY_BENTO_THREADS", "1"))
+WORKERS = int(os.environ.get("TDEPLOY_BENTO_WORKERS", "1"))
+LOG = os.environ["TDEPLOY_BATCH_LOG"]
 
 
-@bentoml.service(workers=1)
+@bentoml.service(workers=WORKERS)
 class TdeployModel:
     def __init__(self) -> None:
         if FRAMEWORK == "onnxruntime":
@@ -277,11 +312,13 @@ class TdeployModel:
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH)
     def predict(self, x: np.ndarray) -> np.ndarray:
+        with open(LOG, "a") as log:  # the rows of each call: did adaptive batching batch?
+            log.write(f"{len(x)}\\n")
         return np.asarray(self.run(np.ascontiguousarray(x, dtype=DTYPE)))
 """
 
 
-def bentoml_service(info: ModelInfo, *, threads: int = 1) -> ManagedProcess:
+def bentoml_service(info: ModelInfo, *, threads: int = 1, workers: int = 1) -> ManagedProcess:
     env_spec = environment("bentoml")
     if not env_spec.ready():
         raise BenchError(env_spec.missing_reason())
@@ -305,12 +342,14 @@ def bentoml_service(info: ModelInfo, *, threads: int = 1) -> ManagedProcess:
         "TDEPLOY_BENTO_DTYPE": np.dtype(info.inputs[0].numpy_dtype).name,
         "TDEPLOY_BENTO_MAX_BATCH": str(info.max_batch_size),
         "TDEPLOY_BENTO_THREADS": str(threads),
+        "TDEPLOY_BENTO_WORKERS": str(workers),
+        "TDEPLOY_BATCH_LOG": str(root / "batches.log"),
         "BENTOML_HOME": str(root / "home"),
         "OMP_NUM_THREADS": "1",
         "BENTOML_DO_NOT_TRACK": "true",
     }
     service = ManagedProcess(
-        "BentoML",
+        f"BentoML (workers {workers})",
         [
             str(env_spec.binary),
             "serve",
@@ -325,5 +364,6 @@ def bentoml_service(info: ModelInfo, *, threads: int = 1) -> ManagedProcess:
         cwd=root,
     )
     service.url = f"http://127.0.0.1:{port}/predict"
+    service.extra.update(batch_log=root / "batches.log", settings=f"workers {workers}")
     service._cleanup.append(work)
     return service

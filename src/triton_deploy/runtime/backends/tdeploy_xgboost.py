@@ -9,12 +9,15 @@ arguments encoded once, and returns the very same values. Where XGBoost's Python
 not expose what it needs, it falls back to ``inplace_predict``.
 
 Pure numpy + ctypes + xgboost, no triton_deploy import: copied beside the ``fil`` backend.
+``TDEPLOY_XGBOOST_PREDICTOR=inplace_predict`` in the server's environment selects XGBoost's
+stock call instead (the bench's "same predictor" row: our server with the peers' predictor).
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
 
 import numpy as np
 
@@ -27,6 +30,8 @@ def fast_predictor(booster, missing=float("nan")):
     def slow(x):
         return booster.inplace_predict(x, missing=missing, validate_features=False)
 
+    if os.environ.get("TDEPLOY_XGBOOST_PREDICTOR") == "inplace_predict":
+        return slow
     try:
         from xgboost.core import _LIB, _check_call
 

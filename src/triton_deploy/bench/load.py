@@ -1,4 +1,9 @@
-"""A small gRPC load generator for the serving benchmarks and tests: closed and open loop.
+"""Threaded gRPC load for the overload and drain benchmarks and tests: closed and open loop.
+
+The same ``Sample`` records and outcomes as the load generator (``bench.loadgen``), sent as
+gRPC futures from threads. (Driving ``bench.loadgen``'s asyncio engine from a thread instead
+changed how the load shedder's soft stop drains, tests/runtime/test_drain.py, so these loops
+stay on gRPC futures until that is understood.)
 
 Requests are built once as ``ModelInferRequest`` protobufs (from the build's golden cases when
 there are some, else from the model's metadata) and sent as gRPC futures on a few channels
@@ -35,6 +40,8 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor, triton_to_np_dtype
+
+from triton_deploy.bench.loadgen import Sample
 
 __all__ = ["OUTCOMES", "InBackground", "Load", "Sample", "Target", "classify", "percentile"]
 
@@ -75,14 +82,6 @@ def classify(code: grpc.StatusCode | None, details: str) -> str:
     ):
         return "refused"
     return "failed"
-
-
-@dataclass(frozen=True)
-class Sample:
-    sent: float  # seconds since the load's start
-    latency: float  # seconds
-    outcome: str
-    detail: str = ""
 
 
 def percentile(values: Sequence[float], q: float) -> float:

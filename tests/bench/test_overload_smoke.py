@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from triton_deploy.runtime import overload
+from triton_deploy.bench import overload
 
 
 @pytest.mark.server

@@ -1,6 +1,6 @@
 """Benchmark: what tracing (the inference log) costs, on the real local tritonserver.
 
-    python -m triton_deploy.observability.bench --repository model_repository --model NAME
+    tdeploy bench tracing MODEL [--repository model_repository]
 
 For one model (any model with golden cases), the server is started once per tracing setting
 (off; TIMESTAMPS every request; TIMESTAMPS+TENSORS every request; TIMESTAMPS+TENSORS every 10th)
@@ -12,11 +12,9 @@ request. Prints a table, writes ``trace_bench.json`` and a PNG to ``--out``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,10 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from tritonclient.utils import np_to_triton_dtype
+from tritonclient.grpc import service_pb2
+from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
+from triton_deploy.bench.loadgen import GrpcTransport, LoadResult, closed_loop
 from triton_deploy.errors import ObservabilityError, TritonDeployError
 from triton_deploy.observability._trace_settings import TraceSettings
 from triton_deploy.repository import request_inputs
@@ -54,43 +54,26 @@ class Point:
     first_error: str = ""  # what the first failed request said ("" when none failed)
 
 
-async def _load(
+def _load(
     url: str, model: str, inputs: dict[str, np.ndarray], concurrency: int, seconds: float
-) -> tuple[list[float], int, str]:
-    import tritonclient.grpc.aio as aioclient
-
-    client = aioclient.InferenceServerClient(url)
+) -> LoadResult:
+    """Single-sample requests from the golden cases, through the load generator."""
     rows = len(next(iter(inputs.values())))
     requests = []
     for i in range(min(rows, 256)):
-        tensors = []
+        message = service_pb2.ModelInferRequest(model_name=model)
         for name, column in inputs.items():
-            value = column[i : i + 1]
-            tensor = aioclient.InferInput(name, list(value.shape), np_to_triton_dtype(value.dtype))
-            tensor.set_data_from_numpy(value)
-            tensors.append(tensor)
-        requests.append(tensors)
-    latencies: list[float] = []
-    errors = 0
-    first_error = ""
-    deadline = time.perf_counter() + seconds
-
-    async def worker(k: int) -> None:
-        nonlocal errors, first_error
-        i = k
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                await client.infer(model, requests[i % len(requests)])
-                latencies.append(time.perf_counter() - started)
-            except Exception as exc:  # counted; the run goes on
-                errors += 1
-                first_error = first_error or f"{type(exc).__name__}: {exc}"
-            i += concurrency
-
-    await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    await client.close()
-    return latencies, errors, first_error
+            value = np.ascontiguousarray(column[i : i + 1])
+            datatype = np_to_triton_dtype(value.dtype)
+            message.inputs.add(name=name, datatype=datatype, shape=list(value.shape))
+            if datatype == "BYTES":
+                message.raw_input_contents.append(serialize_byte_tensor(value).item())
+            else:
+                message.raw_input_contents.append(value.tobytes())
+        requests.append(message.SerializeToString())
+    return closed_loop(
+        GrpcTransport(url), requests, concurrency=concurrency, seconds=seconds, warmup_s=0.0
+    )
 
 
 def measure(
@@ -117,27 +100,23 @@ def measure(
                 )
                 args = trace.args()
             with TritonServer(repository, extra_args=args) as server:
-                asyncio.run(_load(server.grpc_url, model, inputs, concurrency, 1.0))  # warm up
+                _load(server.grpc_url, model, inputs, concurrency, 1.0)  # warm up
                 for f in folder.iterdir():
                     f.unlink()
-                started = time.perf_counter()
-                latencies, errors, first_error = asyncio.run(
-                    _load(server.grpc_url, model, inputs, concurrency, seconds)
-                )
-                elapsed = time.perf_counter() - started
+                result = _load(server.grpc_url, model, inputs, concurrency, seconds)
             written = sum(f.stat().st_size for f in folder.iterdir())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        ms = np.array(latencies) * 1000.0
         point = Point(
             name,
-            len(latencies),
-            errors,
-            len(latencies) / elapsed,
-            float(np.percentile(ms, 50)) if ms.size else float("nan"),
-            float(np.percentile(ms, 99)) if ms.size else float("nan"),
-            written / max(len(latencies), 1),
-            first_error,
+            result.requests,
+            result.errors,
+            result.throughput,
+            result.percentile(50),
+            result.percentile(99),
+            # every request the server answered wrote its trace, the warm-up's excepted
+            written / max(round(result.throughput * result.wall_s), 1),
+            result.first_error or "",
         )
         points.append(point)
         if console is not None:
@@ -182,10 +161,12 @@ def plot(points: list[Point], model: str, path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="tdeploy bench tracing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--model", required=True, help="a model with golden cases")
+    parser.add_argument("model", help="a model with golden cases")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("reports/trace_bench"))
@@ -210,7 +191,3 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {args.out / 'trace_bench.json'} and {plot(points, args.model, args.out / 'trace_bench.png')}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

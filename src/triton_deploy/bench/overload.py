@@ -1,6 +1,6 @@
 """Benchmark: overload protection and graceful drain on the real local tritonserver.
 
-    python -m triton_deploy.runtime.overload [--repository model_repository] [--seconds 60]
+    tdeploy bench overload [--repository model_repository] [--seconds 60]
 
 One command, one printed summary of each figure against its goal (numbers, never asserted):
 
@@ -46,7 +46,7 @@ from google.protobuf import text_format
 from rich.console import Console
 from rich.table import Table
 
-from triton_deploy.runtime.loadgen import InBackground, Load, Sample, Target, percentile
+from triton_deploy.bench.load import InBackground, Load, Sample, Target, percentile
 from triton_deploy.runtime.repository import read_config, read_repository
 from triton_deploy.runtime.server import TritonServer
 from triton_deploy.runtime.shedder import read_access_log
@@ -542,7 +542,7 @@ def _print(report: Report) -> None:
 # -- main ------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m triton_deploy.runtime.overload", description=__doc__.split("\n")[0]
+        prog="tdeploy bench overload", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--models", nargs="*", help="targets (default: every ensemble)")
@@ -675,7 +675,3 @@ def main(argv: list[str] | None = None) -> int:
     png = plot(report, args.out / "overload.png")
     console.print(f"wrote {args.out / 'overload.json'}" + (f" and {png}" if png else ""))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
