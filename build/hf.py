@@ -56,7 +56,7 @@ CONTAINER_PYTHON = (3, 10)
 TEXT = "text"
 
 
-def _task(path: Path, config: Any, declared: str | None) -> str:
+def _task(config: Any, declared: str | None) -> str:
     if declared is not None:
         return declared
     architectures = list(getattr(config, "architectures", None) or [])
@@ -114,14 +114,13 @@ def _texts(feeds: dict[str, np.ndarray]) -> list[str]:
 
 def read_hf_folder(path: Path, model: ModelSpec) -> Artifact:
     """The folder as one model: text BYTES in, the task's outputs out (see the docstring)."""
-    task = _task(path, None, model.task) if model.task else None
     import transformers
 
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: config.json does not load ({exc})") from None
-    task = _task(path, config, model.task)
+    task = _task(config, model.task)
     config, tokenizer, module = _load(path, task)
     if model.max_batch_size < 1:
         raise ArtifactError(f"{path}: a Hugging Face ensemble batches: set max_batch_size >= 1")
