@@ -15,6 +15,13 @@ What it does beyond starting the binary:
   memory, trace, logging) are restricted behind a header whose value nobody knows. With
   ``http_inference=True`` Triton's HTTP port moves to a private loopback port and an
   ``HttpGuard`` on the public one bounds body size and JSON nesting.
+- **Admin API closed**: the APIs that change the server's state (model repository, shared
+  memory, trace, logging) are restricted on gRPC and HTTP with a key made for this run
+  (``admin_key``, or a random one; ``admin_grpc_headers`` / ``admin_http_headers``), see
+  ``runtime.admin``. ``restrict_admin=False`` leaves them open.
+- **Helpers**: ``shedder_alive`` / ``restart_shedder()`` and the stubs' ``stub_watch`` /
+  ``reload_model()`` let a ``Supervisor`` keep the whole serving path up; ``is_ready()`` is
+  false while any part of it is known broken (``broken``).
 - **Drain**: the server runs in explicit model-control mode with every model loaded, and
   ``stop()`` unloads ensembles and Python models first, then the rest, waiting for in-flight
   requests (``runtime.drain``), before SIGTERM; within ``exit_timeout_s`` in all.
@@ -48,6 +55,13 @@ from typing import TYPE_CHECKING
 import tritonclient.grpc as grpcclient
 
 from triton_deploy.errors import ServerStartError
+from triton_deploy.runtime.admin import (
+    ADMIN_HEADER,
+    ADMIN_PROTOCOLS,
+    grpc_admin_headers,
+    http_admin_headers,
+    new_admin_key,
+)
 from triton_deploy.runtime.drain import DrainReport, drain
 from triton_deploy.runtime.installation import TritonInstallation, prepare_backend_directory
 from triton_deploy.runtime.lifecycle import (
@@ -66,6 +80,7 @@ from triton_deploy.runtime.repository import (
     read_repository,
 )
 from triton_deploy.runtime.shedder import Shedder, haproxy_binary
+from triton_deploy.runtime.stubs import StubWatch
 
 if TYPE_CHECKING:  # aiohttp is imported only when HTTP inference is on
     from triton_deploy.runtime.http_guard import HttpGuard
@@ -138,6 +153,9 @@ class TritonServer:
         max_inflight: int | None = None,
         max_queued: int | None = None,
         shedder_access_log: Path | None = None,
+        shedder_config: str | None = None,
+        admin_key: str | None = None,
+        restrict_admin: bool = True,
     ) -> None:
         self.repository = Path(repository).resolve()
         self._given_ports = {
@@ -162,6 +180,10 @@ class TritonServer:
         self.max_inflight = max_inflight or None
         self.max_queued = max_queued
         self.shedder_access_log = shedder_access_log
+        self.shedder_config = shedder_config  # e.g. the chart's sidecar config, retargeted
+        self.admin_key = (admin_key or new_admin_key()) if restrict_admin else None
+        self.broken: dict[str, str] = {}  # part of the serving path -> why (readiness false)
+        self.stub_watch: StubWatch | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}
@@ -192,6 +214,11 @@ class TritonServer:
         return f"http://{self._host}:{self.metrics_port}/metrics"
 
     @property
+    def admin_url(self) -> str:
+        """Triton's own gRPC endpoint, not the shedder's: drain, reloads, state checks."""
+        return self._admin_url
+
+    @property
     def _admin_url(self) -> str:
         """Triton's own gRPC endpoint (behind the shedder when there is one)."""
         return f"{self._host if not self.max_inflight else '127.0.0.1'}:{self._triton_grpc_port}"
@@ -203,6 +230,19 @@ class TritonServer:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    @property
+    def shedder_pid(self) -> int | None:
+        return self._shedder.pid if self._shedder else None
+
+    @property
+    def admin_grpc_headers(self) -> dict[str, str]:
+        """Headers that pass this server's admin restriction over gRPC ({} when open)."""
+        return grpc_admin_headers(self.admin_key)
+
+    @property
+    def admin_http_headers(self) -> dict[str, str]:
+        return http_admin_headers(self.admin_key)
 
     @property
     def running(self) -> bool:
@@ -243,13 +283,24 @@ class TritonServer:
             "shm-region-prefix-name" in v for v in _flag_values(self.extra_args, "--backend-config")
         ):
             args.append(f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}")
-        if not self.http_inference:
-            restricted = {
+        restricted = {
+            flag: {
                 api
-                for value in _flag_values(self.extra_args, "--http-restricted-api")
+                for value in _flag_values(self.extra_args, flag)
                 for api in value.partition(":")[0].split(",")
             }
-            off = [api for api in HTTP_BODY_APIS if api not in restricted]
+            for flag in ("--grpc-restricted-protocol", "--http-restricted-api")
+        }
+        if self.admin_key:
+            for flag, already in restricted.items():
+                mine = [p for p in ADMIN_PROTOCOLS if p not in already]
+                if mine:
+                    args.append(f"{flag}={','.join(mine)}:{ADMIN_HEADER}={self.admin_key}")
+                    already.update(mine)
+        if not self.http_inference:
+            off = [
+                api for api in HTTP_BODY_APIS if api not in restricted["--http-restricted-api"]
+            ]
             if off:
                 token = secrets.token_hex(16)
                 args.append(f"--http-restricted-api={','.join(off)}:{HTTP_OFF_HEADER}={token}")
@@ -309,11 +360,60 @@ class TritonServer:
                     max_inflight=self.max_inflight,
                     max_queued=self.max_queued,
                     access_log=self.shedder_access_log,
+                    config=self.shedder_config,
                 ).start()
+            self.broken = {}
+            self.stub_watch = StubWatch(self._process.pid, self.loaded)
+            self.stub_watch.scan()
         except BaseException:
             self.stop(drain_first=False)
             raise
         return self
+
+    # -- the helpers a Supervisor keeps up ------------------------------------------------------
+    @property
+    def shedder_alive(self) -> bool:
+        """True without a shedder, or while its HAProxy runs."""
+        return self._shedder is None or self._shedder.alive
+
+    @property
+    def shedder_exit(self) -> int | None:
+        return self._shedder.exit_code if self._shedder else None
+
+    def restart_shedder(self) -> None:
+        """Start the dead shedder again on the same ports (``ServerStartError`` if it cannot)."""
+        if self._shedder is None:
+            return
+        self._shedder.restart()
+
+    @property
+    def reaper_alive(self) -> bool:
+        return self._reaper is None or self._reaper.alive
+
+    def restart_reaper(self) -> None:
+        """A new reaper watching this server (the old one died: the cleanup of a SIGKILLed
+        serve would be lost otherwise)."""
+        if self._process is None or self._reaper is None:
+            return
+        self._reaper = Reaper().start()
+        self._reaper.watch(
+            pgid=self._process.pid,
+            shm_prefix=self.shm_prefix,
+            workdir=self._workdir.name if self._workdir else None,
+        )
+
+    def reload_model(self, model: str, timeout_s: float = 120.0) -> None:
+        """Load ``model`` again (new instances, new stubs); raises ``ServerStartError`` with
+        Triton's message when that fails."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            with grpcclient.InferenceServerClient(self._admin_url) as client:
+                client.load_model(
+                    model, headers=self.admin_grpc_headers, client_timeout=timeout_s
+                )
+        except InferenceServerException as exc:
+            raise ServerStartError(f"reloading {model} failed: {exc.message()}") from None
 
     def _start_guard(self) -> None:
         from triton_deploy.runtime.http_guard import (
@@ -375,6 +475,8 @@ class TritonServer:
                     return bool(reply.status == 200)
             except (urllib.error.URLError, OSError):
                 return False
+        if self.broken or not self.shedder_alive:
+            return False
         try:
             with grpcclient.InferenceServerClient(self._admin_url) as client:
                 return bool(client.is_server_ready(client_timeout=2))
@@ -426,6 +528,7 @@ class TritonServer:
         """
         with self._lock:
             process, self._process = self._process, None
+        self.stub_watch = None  # what the drain unloads is not a stub dying
         budget = float(timeout_s if timeout_s is not None else self.exit_timeout_s)
         deadline = time.monotonic() + budget
         code = None
@@ -440,7 +543,12 @@ class TritonServer:
                     self._event("load shedder still busy at the exit timeout")
                 if self.drainable:
                     remaining = max(deadline - time.monotonic(), 0.0)
-                    self.last_drain = drain(self._admin_url, timeout_s=remaining, log=self._event)
+                    self.last_drain = drain(
+                        self._admin_url,
+                        timeout_s=remaining,
+                        headers=self.admin_grpc_headers,
+                        log=self._event,
+                    )
                     self._event(self.last_drain.summary())
             if self._shedder is not None:
                 self._shedder.stop()
