@@ -66,7 +66,14 @@ from triton_deploy.build.spec import (
     model_references,
     parse_reference,
 )
-from triton_deploy.errors import ArtifactError, BuildError, SpecError, TritonDeployError
+from triton_deploy.errors import (
+    ArtifactError,
+    BuildError,
+    ResourceError,
+    SpecError,
+    TritonDeployError,
+)
+from triton_deploy.resources import resource_error
 
 __all__ = ["MANIFEST", "BuildReport", "StepResult", "build_repository", "parity", "preflight"]
 
@@ -1001,5 +1008,12 @@ def build_repository(
             _swap_in(staged, out, work / "previous")
             report.swapped = True
             return report
+        except Exception as exc:  # disk full, permission denied, out of file descriptors, ...
+            error = resource_error(exc, where=out.parent)
+            if error is None:
+                raise
+            raise ResourceError(
+                f"{error} ({out} is left as it was)", path=error.path, errno=error.errno
+            ) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)

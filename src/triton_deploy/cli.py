@@ -53,13 +53,27 @@ def print_error(exc: BaseException) -> None:
 
 
 class _Group(TyperGroup):
-    """The app's command group: the one place where ``TritonDeployError`` becomes exit 1."""
+    """The app's command group: the one place where ``TritonDeployError`` becomes exit 1, and
+    so does a resource failure (an ``OSError`` such as ENOSPC, EACCES, EMFILE anywhere in the
+    exception's chain: ``resources.resource_error``)."""
 
     def invoke(self, ctx: Any) -> Any:  # a click.Context (typer vendors click)
+        from click.exceptions import Abort, ClickException, Exit
+
         try:
             return super().invoke(ctx)
         except TritonDeployError as exc:
             print_error(exc)
+            raise typer.Exit(code=1) from None
+        except (Exit, Abort, ClickException):
+            raise
+        except Exception as exc:  # disk full, permission denied, out of file descriptors, ...
+            from triton_deploy.resources import resource_error
+
+            error = resource_error(exc)
+            if error is None:
+                raise
+            print_error(error)
             raise typer.Exit(code=1) from None
 
 

@@ -430,7 +430,12 @@ def test_services_get_http_only_when_a_color_serves_it(chart: helm_python.Chart)
     values = merge(base, {"blue": {"triton": {"http": {"mode": "full"}}}})
     docs = objects(render(chart, values))
     for svc in by_kind(docs, "Service").values():
-        assert {p["name"] for p in svc["spec"]["ports"]} == {"grpc", "http", "metrics"}
+        assert {p["name"] for p in svc["spec"]["ports"]} == {
+            "grpc",
+            "http",
+            "metrics",
+            "shed-metrics",  # the load shedder's exporter
+        }
     assert "--http-port=8000" in _args(deployment(docs, "blue"))
     assert "--allow-http=false" in _args(deployment(docs, "green"))
     assert by_kind(docs, "Service")[FULLNAME]["spec"]["selector"]["color"] == "green"

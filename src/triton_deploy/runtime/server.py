@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 import tritonclient.grpc as grpcclient
 
 from triton_deploy.errors import ServerStartError
+from triton_deploy.resources import resource_error
 from triton_deploy.runtime.admin import (
     ADMIN_HEADER,
     ADMIN_PROTOCOLS,
@@ -298,9 +299,7 @@ class TritonServer:
                     args.append(f"{flag}={','.join(mine)}:{ADMIN_HEADER}={self.admin_key}")
                     already.update(mine)
         if not self.http_inference:
-            off = [
-                api for api in HTTP_BODY_APIS if api not in restricted["--http-restricted-api"]
-            ]
+            off = [api for api in HTTP_BODY_APIS if api not in restricted["--http-restricted-api"]]
             if off:
                 token = secrets.token_hex(16)
                 args.append(f"--http-restricted-api={','.join(off)}:{HTTP_OFF_HEADER}={token}")
@@ -328,22 +327,34 @@ class TritonServer:
         self.returncode = None
         self._workdir = tempfile.TemporaryDirectory(prefix="tdeploy-triton-")
         work = Path(self._workdir.name)
-        backends = prepare_backend_directory(work / "backends", installation)
-        repository = (
-            make_view(self.repository, self.loaded, work / "repository")
-            if self.skipped
-            else self.repository
-        )
-        self._reaper = Reaper().start()
-        self._process = spawn(
-            self.command(installation, backends, repository),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=installation.environment(),
-            start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
-        )
+        try:
+            backends = prepare_backend_directory(work / "backends", installation)
+            repository = (
+                make_view(self.repository, self.loaded, work / "repository")
+                if self.skipped
+                else self.repository
+            )
+            self._reaper = Reaper().start()
+            self._process = spawn(
+                self.command(installation, backends, repository),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                env=installation.environment(),
+                start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
+            )
+        except BaseException as exc:  # nothing may stay behind: the work folder, the reaper
+            if self._reaper is not None:
+                self._reaper.release()
+                self._reaper = None
+            with contextlib.suppress(OSError):
+                self._workdir.cleanup()
+            self._workdir = None
+            error = resource_error(exc, where=work) if isinstance(exc, Exception) else None
+            if error is not None:
+                raise error from None
+            raise
         self._reaper.watch(
             pgid=self._process.pid, shm_prefix=self.shm_prefix, workdir=self._workdir.name
         )
@@ -351,6 +362,7 @@ class TritonServer:
         self._reader.start()
         try:
             self._wait_ready()
+            self._check_loaded()
             if self.http_inference:
                 self._start_guard()
             if self.max_inflight:
@@ -409,11 +421,32 @@ class TritonServer:
 
         try:
             with grpcclient.InferenceServerClient(self._admin_url) as client:
-                client.load_model(
-                    model, headers=self.admin_grpc_headers, client_timeout=timeout_s
-                )
+                client.load_model(model, headers=self.admin_grpc_headers, client_timeout=timeout_s)
         except InferenceServerException as exc:
             raise ServerStartError(f"reloading {model} failed: {exc.message()}") from None
+
+    def _check_loaded(self) -> None:
+        """Every model serve planned is READY (a model folder that vanished while the server
+        started is simply not there: Triton's readiness alone would not say so)."""
+        given = {arg.split("=", 1)[0] for arg in self.extra_args}
+        if given & {"--model-control-mode", "--load-model"} or self._grpc_tls:
+            return
+        with grpcclient.InferenceServerClient(self._admin_url) as client:
+            index = client.get_model_repository_index(headers=self.admin_grpc_headers, as_json=True)
+        states = {m["name"]: m for m in index.get("models", [])}
+        problems = []
+        for name in self.loaded:
+            entry = states.get(name, {})
+            if entry.get("state") == "READY":
+                continue
+            folder = self.repository / name
+            if not folder.is_dir():
+                problems.append(f"{folder}: no such file or directory (removed while loading)")
+            else:
+                reason = entry.get("reason") or entry.get("state") or "not found by the server"
+                problems.append(f"{name}: {reason}")
+        if problems:
+            raise ServerStartError(f"not every model loaded: {'; '.join(problems)}")
 
     def _start_guard(self) -> None:
         from triton_deploy.runtime.http_guard import (
@@ -475,7 +508,8 @@ class TritonServer:
                     return bool(reply.status == 200)
             except (urllib.error.URLError, OSError):
                 return False
-        if self.broken or not self.shedder_alive:
+        watch = self.stub_watch
+        if self.broken or not self.shedder_alive or (watch is not None and watch.any_dead()):
             return False
         try:
             with grpcclient.InferenceServerClient(self._admin_url) as client:

@@ -127,7 +127,7 @@ def render_config(
     The Helm chart renders the same text (templates/_shedder.tpl); tests/charts compares the
     two for every combination of these settings.
     """
-    host, port = listen
+    _host, _port = listen
     log_global, log_frontend, age, check, stats = "", "", "", "", ""
     if access_log:  # one line a request on stdout: status, queue wait, total time, server
         log_global = "\n    log stdout format raw local0 info"
@@ -220,14 +220,15 @@ def sidecar_script(config_path: str, max_connection_age_ms: int) -> str:
     to every client while each call in flight completes, so clients reconnect through the
     Service (after a blue/green switch: to the new color). TERM (or USR1) from the kubelet
     becomes HAProxy's soft stop; an HAProxy that exits by itself ends the container."""
-    period = f"{max_connection_age_ms / 1000:g}"
+    seconds, ms = divmod(max_connection_age_ms, 1000)
+    period = f"{seconds}.{ms:03d}".rstrip("0") if ms else str(seconds)
     reload = (
         f'  sleep {period} & wait $!\n  kill -USR2 "$master" 2>/dev/null\n'
         if max_connection_age_ms > 0
         else "  sleep 3600 & wait $!\n"
     )
     return (
-        f'haproxy -W -db -f {config_path} &\n'
+        f"haproxy -W -db -f {config_path} &\n"
         "master=$!\n"
         'trap \'kill -USR1 "$master" 2>/dev/null; wait "$master"; exit 0\' TERM INT USR1\n'
         'while kill -0 "$master" 2>/dev/null; do\n'

@@ -73,9 +73,9 @@ def _alive(pid: int) -> bool:
 class StubWatch:
     """Remembers the stubs of the models it is told about and reports those that died.
 
-        watch = StubWatch(server_pid, models=["echo", "pipeline"])
-        for model, stub in watch.dead():     # call every few hundred ms
-            ...
+    watch = StubWatch(server_pid, models=["echo", "pipeline"])
+    for model, stub in watch.dead():     # call every few hundred ms
+        ...
     """
 
     def __init__(self, pgid: int, models: list[str]) -> None:
@@ -97,6 +97,10 @@ class StubWatch:
     def forget(self, model: str) -> None:
         """Stop watching ``model``'s stubs (it is being unloaded or reloaded on purpose)."""
         self.known = {pid: ms for pid, ms in self.known.items() if ms[0] != model}
+
+    def any_dead(self) -> bool:
+        """Whether a known stub has exited (without forgetting it: ``dead()`` reports it)."""
+        return any(not _alive(pid) for pid in list(self.known))
 
     def dead(self) -> list[tuple[str, Stub]]:
         """The known stubs that exited since the last call, with their models; new stubs are
