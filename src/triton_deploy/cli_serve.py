@@ -245,6 +245,13 @@ def serve(
     if code != 0:
         if supervisor.gave_up:
             _say(f"[red]error[/]: serving stopped: {supervisor.gave_up}")
+            # Everything is stopped and cleaned up (server, stubs, shared memory, run-state
+            # file): exit now rather than after a second of interpreter teardown (grpc, numpy),
+            # so that a process manager sees the failure at once.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(1)
         raise typer.Exit(code=1)
 
 

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,6 +39,14 @@ def _states(server: TritonServer) -> dict[str, str]:
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         index = client.get_model_repository_index(headers=server.admin_grpc_headers, as_json=True)
     return {m["name"]: m.get("state", "") for m in index["models"]}
+
+
+def _wait_state(server: TritonServer, model: str, state: str) -> str:
+    """The model's state once it is ``state`` (an unload completes in the background)."""
+    deadline = time.monotonic() + 60
+    while (now := _states(server).get(model)) != state and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return str(now)
 
 
 def _post(url: str, headers: dict[str, str] | None = None) -> int:
@@ -70,14 +79,14 @@ def test_unload_without_the_key_is_refused_with_it_allowed_grpc_and_http(
             assert client.is_model_ready("echo")
             client.get_inference_statistics("echo")
             client.unload_model("echo", headers=server.admin_grpc_headers)
-        assert _states(server)["echo"] == "UNAVAILABLE"
+        assert _wait_state(server, "echo", "UNAVAILABLE") == "UNAVAILABLE"
 
         http = server.http_url
         assert _post(f"{http}/v2/repository/models/other/unload") == 403
         assert _post(f"{http}/v2/logging") == 403
         assert _states(server)["other"] == "READY"
         assert _post(f"{http}/v2/repository/models/other/unload", server.admin_http_headers) == 200
-        assert _states(server)["other"] == "UNAVAILABLE"
+        assert _wait_state(server, "other", "UNAVAILABLE") == "UNAVAILABLE"
         assert _post(f"{http}/v2/repository/models/echo/load", {"triton-admin-key": "x"}) == 403
         assert _post(f"{http}/v2/repository/models/echo/load", server.admin_http_headers) == 200
         # the drain on stop uses the key: every model is unloaded before SIGTERM
@@ -102,9 +111,11 @@ def test_every_admin_protocol_is_restricted_on_both_protocols(echo_repository: P
 
 
 def test_serve_writes_the_key_for_tdeploy_drain_and_drains_with_it(
-    echo_repository: Path, tmp_path: Path
+    echo_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state_dir = tmp_path / "state"
+    monkeypatch.setenv("TDEPLOY_STATE_DIR", str(state_dir))
+    monkeypatch.delenv("TDEPLOY_ADMIN_KEY", raising=False)
     env = os.environ | {"TDEPLOY_STATE_DIR": str(state_dir), "COLUMNS": "200"}
     env.pop("TDEPLOY_ADMIN_KEY", None)
     port = free_port()
@@ -181,4 +192,4 @@ def test_a_given_admin_key_is_used(echo_repository: Path) -> None:
     with TritonServer(echo_repository, admin_key="my-own-admin-key") as server:
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
             client.unload_model("echo", headers=grpc_admin_headers("my-own-admin-key"))
-        assert _states(server)["echo"] == "UNAVAILABLE"
+        assert _wait_state(server, "echo", "UNAVAILABLE") == "UNAVAILABLE"

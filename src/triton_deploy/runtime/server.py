@@ -553,12 +553,18 @@ class TritonServer:
             self.error_lines() or list(self.log)[-20:],
         )
 
-    def stop(self, timeout_s: float | None = None, *, drain_first: bool = True) -> int | None:
+    def stop(
+        self,
+        timeout_s: float | None = None,
+        *,
+        drain_first: bool = True,
+        kill_grace_s: float = 10.0,
+    ) -> int | None:
         """Drain (see the module docstring), SIGTERM, SIGKILL as a last resort; clean up.
 
         Returns tritonserver's exit code (negative: the signal that ended it), or None when it
         was not running. ``timeout_s`` (default ``exit_timeout_s``) bounds drain and exit
-        together, plus 10 s of grace before SIGKILL.
+        together, plus ``kill_grace_s`` before SIGKILL.
         """
         with self._lock:
             process, self._process = self._process, None
@@ -590,7 +596,7 @@ class TritonServer:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=max(deadline - time.monotonic(), 0) + 10)
+                code = process.wait(timeout=max(deadline - time.monotonic(), 0) + kill_grace_s)
             except subprocess.TimeoutExpired:
                 self._event(f"tritonserver did not exit within {budget:.0f} s: SIGKILL")
                 process.kill()

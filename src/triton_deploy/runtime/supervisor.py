@@ -78,7 +78,13 @@ class Supervisor:
                     if fatal is not None:
                         self.gave_up = fatal
                         self.on_event(f"giving up: {fatal}; stopping the server")
-                        self.server.stop()
+                        if "shedder" in self.server.broken:
+                            # nothing can be in flight through a dead shedder (its connections
+                            # died with it): stop at once, so that whatever restarts serve
+                            # (systemd, a container runtime) can do so within a second or two
+                            self.server.stop(timeout_s=0, drain_first=False, kill_grace_s=0.2)
+                        else:
+                            self.server.stop()
                         return 1
                 if stop.is_set():
                     code = self.server.stop()
@@ -141,10 +147,10 @@ class Supervisor:
             cause = f"load shedder (HAProxy) {describe_exit(server.shedder_exit)}"
             server.broken["shedder"] = cause
             self.causes.append(cause)
-            self.on_event(f"{cause}: gRPC clients cannot connect; restarting it")
             fatal = self._count_helper_death(cause)
             if fatal is not None:
                 return fatal
+            self.on_event(f"{cause}: gRPC clients cannot connect; restarting it")
             failures, delay = 0, 0.0
             while True:
                 if stop.wait(delay):
