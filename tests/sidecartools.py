@@ -37,7 +37,13 @@ def chart_sidecar(
     import helm_python
 
     out = helm_python.Chart.load(CHART).render(values, name=RELEASE, namespace=NAMESPACE)
-    docs = [d for text in out.values() for d in yaml.safe_load_all(text) if d]
+    docs = [
+        d
+        for path, text in out.items()
+        if not path.endswith(".txt")
+        for d in yaml.safe_load_all(text)
+        if d
+    ]
     configmap = next(
         d
         for d in docs

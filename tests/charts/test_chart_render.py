@@ -223,8 +223,20 @@ def test_scenario_shared_invariants(chart: helm_python.Chart, scenario: str) -> 
         # Shutdown: preStop outlasts every client connection (max age + 10 % jitter + grace),
         # and the grace period covers the preStop sleep plus Triton's exit timeout.
         pre_stop = int(triton["lifecycle"]["preStop"]["exec"]["command"][1])
-        age_ms = int(flag(args, "--grpc-max-connection-age"))
-        grace_ms = int(flag(args, "--grpc-max-connection-age-grace"))
+        if any(c["name"] == "shedder" for c in pod["containers"]):
+            # the load shedder ages the clients' connections (its ConfigMap; Triton gets none)
+            assert not [a for a in args if a.startswith("--grpc-max-connection-age")]
+            name = f"{deploy['metadata']['name']}-shedder"
+            config = by_kind(docs, "ConfigMap")[name]["data"]["haproxy.cfg"]
+            numbers = dict(
+                re.findall(r"^    (close-spread-time|hard-stop-after) (\d+)ms$", config, re.M)
+            )
+            queue_ms = int(re.search(r"timeout queue (\d+)ms", config).group(1))  # type: ignore[union-attr]
+            age_ms = int(numbers["close-spread-time"]) * 10
+            grace_ms = int(numbers["hard-stop-after"]) - queue_ms
+        else:
+            age_ms = int(flag(args, "--grpc-max-connection-age"))
+            grace_ms = int(flag(args, "--grpc-max-connection-age-grace"))
         assert age_ms > 0  # blue/green switches reach long-lived gRPC clients
         assert pre_stop >= (age_ms * 1.1 + grace_ms) / 1000
         drain = int(deploy["metadata"]["annotations"]["triton-deploy/connection-drain-seconds"])

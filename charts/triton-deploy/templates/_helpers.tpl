@@ -440,7 +440,10 @@ tritonserver arguments, one per list item. Independent of activeColor.
 - --http-port={{ $v.ports.http }}
 {{- end }}
 - --metrics-port={{ $v.ports.metrics }}
-{{- if gt (int $t.grpc.maxConnectionAgeMs) 0 }}
+{{- /* Behind the load shedder the clients' connections end at the shedder, which ages them
+(run.sh reloads it every max connection age); Triton's own age would only churn the shedder's
+connection to it, cutting calls in flight on it. */}}
+{{- if and (gt (int $t.grpc.maxConnectionAgeMs) 0) (not $v.overload.enabled) }}
 - --grpc-max-connection-age={{ int $t.grpc.maxConnectionAgeMs }}
 - --grpc-max-connection-age-grace={{ int $t.grpc.maxConnectionAgeGraceMs }}
 {{- end }}
