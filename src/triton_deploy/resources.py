@@ -23,7 +23,7 @@ from pathlib import Path
 
 from triton_deploy.errors import ResourceError
 
-__all__ = ["RESOURCE_ERRNOS", "find_os_error", "resource_error"]
+__all__ = ["EXHAUSTION_ERRNOS", "RESOURCE_ERRNOS", "find_os_error", "resource_error"]
 
 
 def _open_files_limit() -> str:
@@ -49,6 +49,12 @@ RESOURCE_ERRNOS: dict[int, tuple[str, str]] = {
     ),
     errno.ENOMEM: ("out of memory", "free memory or use a larger machine"),
 }
+
+
+#: The machine ran out of something: this is the error to report, whatever else was checked.
+EXHAUSTION_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+)
 
 
 def find_os_error(exc: BaseException) -> OSError | None:
@@ -78,6 +84,10 @@ def resource_error(
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     place = f"{Path(path)}: " if path is not None else ""
+    if found.errno in (errno.EMFILE, errno.ENFILE) and found.filename is not None:
+        # the file that could not be opened is incidental: the process is out of descriptors
+        place = ""
+        what = f"{what} (opening {os.fsdecode(found.filename)})"
     other = ""
     if found.filename2 is not None:
         other = f" (with {os.fsdecode(found.filename2)})"
