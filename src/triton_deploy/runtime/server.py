@@ -80,7 +80,7 @@ from triton_deploy.runtime.repository import (
     plan_view,
     read_repository,
 )
-from triton_deploy.runtime.shedder import Shedder, haproxy_binary
+from triton_deploy.runtime.shedder import Shedder, haproxy_binary, retarget, with_access_log
 from triton_deploy.runtime.stubs import StubWatch
 
 if TYPE_CHECKING:  # aiohttp is imported only when HTTP inference is on
@@ -372,7 +372,7 @@ class TritonServer:
                     max_inflight=self.max_inflight,
                     max_queued=self.max_queued,
                     access_log=self.shedder_access_log,
-                    config=self.shedder_config,
+                    config=self._retargeted_shedder_config(),
                 ).start()
             self.broken = {}
             self.stub_watch = StubWatch(self._process.pid, self.loaded)
@@ -424,6 +424,20 @@ class TritonServer:
                 client.load_model(model, headers=self.admin_grpc_headers, client_timeout=timeout_s)
         except InferenceServerException as exc:
             raise ServerStartError(f"reloading {model} failed: {exc.message()}") from None
+
+    def _retargeted_shedder_config(self) -> str | None:
+        """``shedder_config`` (a pod's, e.g. the chart's sidecar) on this server's ports."""
+        if not self.shedder_config:
+            return None
+        config = retarget(
+            self.shedder_config,
+            listen=(self.address, self.grpc_port),
+            upstream=("127.0.0.1", self._triton_grpc_port),
+            metrics=("127.0.0.1", free_port())
+            if "\nfrontend stats\n" in self.shedder_config
+            else None,
+        )
+        return with_access_log(config) if self.shedder_access_log else config
 
     def _check_loaded(self) -> None:
         """Every model serve planned is READY (a model folder that vanished while the server

@@ -52,7 +52,9 @@ __all__ = [
     "read_access_log",
     "render_config",
     "retarget",
+    "shedder_bounds",
     "sidecar_script",
+    "with_access_log",
 ]
 
 #: grpc-message of the shedder's rejections (clients map it to ServerOverloaded).
@@ -211,6 +213,40 @@ def retarget(
     addresses = iter([listen, *([metrics] if metrics else [])])
     config = _BIND.sub(lambda m: m.group(1) + _address(next(addresses)) + m.group(3), config)
     return _SERVER.sub(lambda m: f"{m.group(1)}{upstream[0]}:{upstream[1]}{m.group(3)}", config)
+
+
+def with_access_log(config: str) -> str:
+    """``config`` (``render_config`` output without an access log, e.g. the chart's) with the
+    access-log lines ``render_config(access_log=True)`` writes, and nothing else changed: the
+    overload benchmark's edge timings from the chart's own configuration."""
+    if _ACCESS_TAG in config:
+        return config
+    log_global = "\n    log stdout format raw local0 info"
+    log_frontend = (
+        f'\n    log global\n    option dontlognull\n    log-format "{_ACCESS_TAG} %ST %Tw %Ta %s"'
+    )
+    config, globals_found = re.subn(
+        r"^(    maxconn \d+)$", r"\1" + log_global, config, count=1, flags=re.M
+    )
+    config, binds_found = re.subn(
+        r"^(frontend grpc\n    bind \S+ proto h2)$",
+        lambda m: m.group(1) + log_frontend,
+        config,
+        count=1,
+        flags=re.M,
+    )
+    if not (globals_found and binds_found):
+        raise ValueError("not a shedder config (render_config's output)")
+    return config
+
+
+def shedder_bounds(config: str) -> tuple[int, int]:
+    """(max in flight, max queued) of a shedder config."""
+    inflight = re.search(r"^    server triton \S+ proto h2 maxconn (\d+)", config, re.M)
+    queued = re.search(r"queue\(triton\) ge (\d+)", config)
+    if inflight is None or queued is None:
+        raise ValueError("not a shedder config (render_config's output)")
+    return int(inflight.group(1)), int(queued.group(1))
 
 
 def sidecar_script(config_path: str, max_connection_age_ms: int) -> str:
