@@ -182,7 +182,10 @@ class TritonServer:
         self.max_queued = max_queued
         self.shedder_access_log = shedder_access_log
         self.shedder_config = shedder_config  # e.g. the chart's sidecar config, retargeted
-        self.admin_key = (admin_key or new_admin_key()) if restrict_admin else None
+        # Callers that restrict Triton's protocols themselves (--triton-arg, the chart's args
+        # in tests) keep their own key: this one would not open what theirs restricts.
+        own = any(a.startswith("--grpc-restricted-protocol") for a in self.extra_args)
+        self.admin_key = (admin_key or new_admin_key()) if restrict_admin and not own else None
         self.broken: dict[str, str] = {}  # part of the serving path -> why (readiness false)
         self.stub_watch: StubWatch | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
@@ -294,10 +297,10 @@ class TritonServer:
         }
         if self.admin_key:
             for flag, already in restricted.items():
-                mine = [p for p in ADMIN_PROTOCOLS if p not in already]
-                if mine:
-                    args.append(f"{flag}={','.join(mine)}:{ADMIN_HEADER}={self.admin_key}")
-                    already.update(mine)
+                if already:  # the caller restricts this protocol's APIs its own way
+                    continue
+                args.append(f"{flag}={','.join(ADMIN_PROTOCOLS)}:{ADMIN_HEADER}={self.admin_key}")
+                already.update(ADMIN_PROTOCOLS)
         if not self.http_inference:
             off = [api for api in HTTP_BODY_APIS if api not in restricted["--http-restricted-api"]]
             if off:
@@ -445,8 +448,15 @@ class TritonServer:
         given = {arg.split("=", 1)[0] for arg in self.extra_args}
         if given & {"--model-control-mode", "--load-model"} or self._grpc_tls:
             return
-        with grpcclient.InferenceServerClient(self._admin_url) as client:
-            index = client.get_model_repository_index(headers=self.admin_grpc_headers, as_json=True)
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            with grpcclient.InferenceServerClient(self._admin_url) as client:
+                index = client.get_model_repository_index(
+                    headers=self.admin_grpc_headers, as_json=True
+                )
+        except InferenceServerException:  # restricted with the caller's own key: not ours to check
+            return
         states = {m["name"]: m for m in index.get("models", [])}
         problems = []
         for name in self.loaded:
