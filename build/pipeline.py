@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import hashlib
 import importlib.metadata
 import os
@@ -64,7 +65,13 @@ from triton_deploy.build.spec import (
     model_references,
     parse_reference,
 )
-from triton_deploy.errors import ArtifactError, BuildError, SpecError, TritonDeployError
+from triton_deploy.errors import (
+    ArtifactError,
+    BuildError,
+    ResourceError,
+    SpecError,
+    TritonDeployError,
+)
 from triton_deploy.repository import (
     GOLDEN_FILE,
     MANIFEST,
@@ -80,6 +87,7 @@ from triton_deploy.repository import (
     read_manifest,
     write_manifest,
 )
+from triton_deploy.resources import EXHAUSTION_ERRNOS, find_os_error, resource_error
 
 __all__ = ["MANIFEST", "BuildReport", "StepResult", "build_repository", "parity", "preflight"]
 
@@ -275,6 +283,7 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
                         f"{path}: samples must be a .npz or .npy file (or .txt, one text a line)"
                     )
             except ArtifactError as exc:
+                _raise_if_exhausted(exc)
                 problems.append(str(exc))
     for ensemble in spec.ensembles:
         if ensemble.samples is None or (names is not None and ensemble.name not in names):
@@ -304,6 +313,7 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
             try:
                 load_samples(samples, artifact.inputs, batching=model.max_batch_size > 0)
             except ArtifactError as exc:
+                _raise_if_exhausted(exc)
                 problems.append(str(exc))
     problems += _check_output(out)
     if len(problems) == 1:
@@ -314,6 +324,16 @@ def preflight(spec: BuildSpec, out: Path, names: set[str] | None = None) -> Reso
             + "\n".join(f"  {p}" for p in problems)
         )
     return resolved
+
+
+def _raise_if_exhausted(exc: BaseException) -> None:
+    """A check that failed because the machine ran out of something (file descriptors,
+    memory, disk) says so, instead of blaming the file it was reading."""
+    cause = find_os_error(exc)
+    if cause is not None and cause.errno in EXHAUSTION_ERRNOS:
+        error = resource_error(exc)
+        assert error is not None
+        raise error from None
 
 
 def _check_python_source(path: Path) -> None:
@@ -374,6 +394,25 @@ def _swap_in(staged: Path, out: Path, trash: Path) -> None:
         return
     out.rename(trash)  # not atomic across these two renames, but never a mixed repository
     staged.rename(out)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a work folder even when the process is short of file descriptors (rmtree keeps a
+    descriptor open per level and gives up silently): then again one entry at a time. What
+    still cannot go is removed by the next build (``_remove_stale_work``)."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not path.exists():
+        return
+    gc.collect()  # file objects a failed step left open hold descriptors too
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(root, name))
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def _remove_stale_work(out: Path) -> None:
@@ -1044,5 +1083,12 @@ def build_repository(
             _swap_in(staged, out, work / "previous")
             report.swapped = True
             return report
+        except Exception as exc:  # disk full, permission denied, out of file descriptors, ...
+            error = resource_error(exc, where=out.parent)
+            if error is None:
+                raise
+            raise ResourceError(
+                f"{error} ({out} is left as it was)", path=error.path, errno=error.errno
+            ) from None
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            _remove_tree(work)

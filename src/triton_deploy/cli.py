@@ -34,7 +34,7 @@ from triton_deploy.cli_options import (
     Url,
     connection,
 )
-from triton_deploy.errors import TritonDeployError
+from triton_deploy.errors import ResourceError, TritonDeployError
 
 __all__ = ["DEFAULT_REPOSITORY", "DEFAULT_SPEC", "app", "console", "main", "print_error"]
 
@@ -49,17 +49,43 @@ def print_error(exc: BaseException) -> None:
     message = str(exc)
     if isinstance(exc, ClientError):
         message = " ".join(message.split())
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    try:
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    except Exception:  # e.g. out of file descriptors: rich cannot even load its tables
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
 
 
 class _Group(TyperGroup):
-    """The app's command group: the one place where ``TritonDeployError`` becomes exit 1."""
+    """The app's command group: the one place where ``TritonDeployError`` becomes exit 1, and
+    so does a resource failure (an ``OSError`` such as ENOSPC, EACCES, EMFILE anywhere in the
+    exception's chain: ``resources.resource_error``)."""
 
     def invoke(self, ctx: Any) -> Any:  # a click.Context (typer vendors click)
+        from click.exceptions import Abort, ClickException, Exit
+
+        from triton_deploy.resources import EXHAUSTION_ERRNOS, find_os_error, resource_error
+
         try:
             return super().invoke(ctx)
         except TritonDeployError as exc:
-            print_error(exc)
+            # the machine ran out of something (disk, file descriptors, memory) while the
+            # project's own check ran: say that, not what the check thought it found
+            cause = find_os_error(exc)
+            exhausted = (
+                not isinstance(exc, ResourceError)
+                and cause is not None
+                and cause.errno in EXHAUSTION_ERRNOS
+            )
+            print_error(resource_error(exc) if exhausted else exc)  # type: ignore[arg-type]
+            raise typer.Exit(code=1) from None
+        except (Exit, Abort, ClickException):
+            raise
+        except Exception as exc:  # disk full, permission denied, out of file descriptors, ...
+            error = resource_error(exc)
+            if error is None:
+                raise
+            print_error(error)
             raise typer.Exit(code=1) from None
 
 

@@ -8,6 +8,7 @@ SIGTERM and SIGHUP drain it (no in-flight request lost, ensembles included) and 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from triton_deploy.cli_options import (
 )
 from triton_deploy.cli_repository import CertificateChain, Identity, OidcIssuer, PublicKey
 from triton_deploy.errors import TritonDeployError
+from triton_deploy.runtime.admin import ADMIN_HEADER, RunState
 
 __all__ = ["drain", "serve"]
 
@@ -126,6 +128,17 @@ def serve(
             "--triton-arg", help="Extra tritonserver flag, e.g. --triton-arg=--log-verbose=1."
         ),
     ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-key",
+            help="Key of the admin APIs (model repository, shared memory, trace, logging; "
+            "header triton-admin-key). Default: a random key for this run, which tdeploy "
+            "commands read from a file only you can read. Prefer the environment variable.",
+            envvar="TDEPLOY_ADMIN_KEY",
+            show_default=False,
+        ),
+    ] = None,
     trace: Annotated[
         list[str] | None,
         typer.Option(
@@ -220,6 +233,7 @@ def serve(
         allow_failed_parity=allow_failed_parity,
         max_inflight=max_inflight or None,
         max_queued=max_queued,
+        admin_key=admin_key,
     )
     stop = threading.Event()
 
@@ -230,6 +244,17 @@ def serve(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     server.start()  # a TritonDeployError becomes "error: ..." and exit code 1 in the app
+    state = RunState(
+        pid=os.getpid(),
+        grpc_url=server.grpc_url,
+        http_url=server.http_url,
+        metrics_url=server.metrics_url,
+        admin_key=server.admin_key or "",
+    )
+    try:
+        state_file = str(state.write())
+    except OSError as exc:  # the key still works when given; only the lookup is lost
+        state_file = f"not written: {exc.strerror} ({exc.filename})"
     for name, reason in server.skipped.items():
         console.print(f"[yellow]not loaded[/] {name}: {reason}", highlight=False)
     http = "health, metadata" + (", inference (guarded)" if http_inference else "")
@@ -239,6 +264,10 @@ def serve(
         f"  metrics  {server.metrics_url}\n"
         f"  verified {escape(trust.summary())}\n"
         f"  overload {overload}\n"
+        f"  admin    model repository, shared memory, trace, logging: header {ADMIN_HEADER} "
+        f"({'--admin-key' if admin_key else 'a key made for this run'}; {state_file})\n"
+        f"  watched  tritonserver, {'load shedder, ' if max_inflight else ''}Python backend "
+        f"stubs (--max-restarts {max_restarts} within {restart_window:g} s)\n"
         + (f"  traces   {tracing.describe()}\n" if tracing else "")
         + f"  try:     tdeploy health --url {server.grpc_url}\n"
         f"           tdeploy verify --url {server.grpc_url}\n"
@@ -248,9 +277,21 @@ def serve(
     supervisor = Supervisor(
         server, max_restarts=max_restarts, window_s=restart_window, on_event=_say
     )
-    code = supervisor.run(stop)
+    try:
+        code = supervisor.run(stop)
+    finally:
+        state.remove()
     _say(f"tritonserver exited with code {server.returncode}")
     if code != 0:
+        if supervisor.gave_up:
+            _say(f"[red]error[/]: serving stopped: {supervisor.gave_up}")
+            # Everything is stopped and cleaned up (server, stubs, shared memory, run-state
+            # file): exit now rather than after a second of interpreter teardown (grpc, numpy),
+            # so that a process manager sees the failure at once.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(1)
         raise typer.Exit(code=1)
 
 
@@ -260,13 +301,25 @@ def drain(
         float, typer.Option(help="Seconds to wait for in-flight requests.", min=0)
     ] = 30.0,
     header: Headers = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-key",
+            help="Admin key (header triton-admin-key). Default: TDEPLOY_ADMIN_KEY, else the key "
+            "of the local `tdeploy serve` at --url (from its run-state file).",
+            envvar="TDEPLOY_ADMIN_KEY",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Unload every model of a server in explicit model-control mode, waiting for in-flight
     requests (ensembles first): then SIGTERM stops it without losing any."""
+    from triton_deploy.runtime.admin import admin_key_for, grpc_admin_headers
     from triton_deploy.runtime.drain import drain as drain_server
 
-    # a restricted model-repository protocol needs: -H triton-grpc-protocol-<key>=<value>
-    report = drain_server(url, timeout_s=timeout, headers=parse_headers(header), log=_say)
+    # another header name (the chart's headerKey): -H triton-grpc-protocol-<key>=<value>
+    headers = grpc_admin_headers(admin_key_for(url, admin_key)) | parse_headers(header)
+    report = drain_server(url, timeout_s=timeout, headers=headers, log=_say)
     _say(report.summary())
     if not report.complete:
         raise typer.Exit(code=1)

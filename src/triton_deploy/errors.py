@@ -6,6 +6,8 @@
     │   ├── ArtifactError         a model file that is missing, unreadable or not what it claims
     │   └── EnsembleWiringError   an ensemble whose tensors do not connect
     ├── RuntimeEnvironmentError   the local Triton runtime cannot be set up here
+    ├── ResourceError          the machine refused: disk full, permission denied, out of file
+    │                          descriptors, a file that vanished (names the path and the cause)
     ├── ServerStartError       tritonserver exited or did not become ready (with its error lines)
     │   └── PortInUseError        a port it needs is taken (names the port and who holds it)
     ├── VerificationError      a served model disagrees with its source framework
@@ -24,6 +26,7 @@ __all__ = [
     "EnsembleWiringError",
     "ObservabilityError",
     "PortInUseError",
+    "ResourceError",
     "RuntimeEnvironmentError",
     "ServerStartError",
     "SpecError",
@@ -54,6 +57,16 @@ class EnsembleWiringError(BuildError):
 
 class RuntimeEnvironmentError(TritonDeployError):
     """The local Triton runtime (nvidia-pytriton) is missing or broken."""
+
+
+class ResourceError(TritonDeployError):
+    """The machine refused a file or process operation: names the path and the cause
+    (``triton_deploy.resources.resource_error`` makes it from the ``OSError``)."""
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None) -> None:
+        self.path = path
+        self.errno = errno
+        super().__init__(message)
 
 
 class ServerStartError(TritonDeployError):

@@ -1,15 +1,18 @@
 """A pod of the chart stops without failing a single request: its preStop, end to end.
 
 A Kubernetes pod deletion is replayed with real parts: two real tritonservers run with the
-command lines the chart renders (blue and green), behind HAProxy in TCP mode standing in for the
-Service (like kube-proxy it keeps established connections where they are). A plain tritonclient
-gRPC client holds one long-lived connection and never recycles it; four threads call a model
-that takes 20 ms. Then blue's pod is "deleted": its endpoint leaves the Service (HAProxy disables
-it), the rendered preStop sleep runs, and only then does Triton get SIGTERM, as the kubelet does.
+command lines the chart renders (blue and green), each behind the load shedder sidecar the chart
+renders (its ConfigMap's haproxy.cfg and run.sh: tests/sidecartools.py), behind HAProxy in TCP
+mode standing in for the Service (like kube-proxy it keeps established connections where they
+are). A plain tritonclient gRPC client holds one long-lived connection and never recycles it;
+four threads call a model that takes 20 ms. Then blue's pod is "deleted": its endpoint leaves the
+Service (HAProxy disables it), each container's rendered preStop sleep runs, and each container
+gets SIGTERM after its own, as the kubelet does: the shedder first (it stops accepting, says
+GOAWAY to the client, lets what it holds finish), Triton after its longer sleep.
 
-With the chart's preStop every call succeeds: Triton's max connection age has moved the client
-to green before blue stops. The control run sends SIGTERM right after the endpoint removal
-(preStop 0): calls fail, so the test can tell the difference.
+With the chart's preStop every call succeeds: the client has moved to green before blue stops.
+The control run sends SIGTERM to both right after the endpoint removal (preStop 0): calls fail,
+so the test can tell the difference.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from charttools import (
     scenario_values,
 )
 from google.protobuf import text_format
+from sidecartools import Sidecar, chart_sidecar, prestop_seconds
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.runtime.server import free_port
@@ -144,13 +148,17 @@ class ServiceProxy:
         self.process.wait(timeout=10)
 
 
-def _delete_blue_pod(tmp_path: Path, pre_stop_s: float) -> dict[str, Any]:
+def _delete_blue_pod(
+    tmp_path: Path, pre_stop_s: float, shedder_pre_stop_s: float
+) -> dict[str, Any]:
     """Replays a pod deletion of blue under load; returns what the client saw and timings."""
     blue_args, _ = _rendered("blue")
     green_args, _ = _rendered("green")
     blue = TritonServer(_color_repository(tmp_path / "blue", 1), extra_args=blue_args).start()
     green = TritonServer(_color_repository(tmp_path / "green", 2), extra_args=green_args).start()
-    proxy = ServiceProxy(tmp_path, blue.grpc_port, green.grpc_port)
+    blue_shedder = Sidecar(chart_sidecar(VALUES, "blue")[0], blue.grpc_port).start()
+    green_shedder = Sidecar(chart_sidecar(VALUES, "green")[0], green.grpc_port).start()
+    proxy = ServiceProxy(tmp_path, blue_shedder.port, green_shedder.port)
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{proxy.port}")
     results: list[tuple[float, int | str]] = []
     stop = threading.Event()
@@ -175,11 +183,19 @@ def _delete_blue_pod(tmp_path: Path, pre_stop_s: float) -> dict[str, Any]:
         time.sleep(0.5)
         deleted = time.monotonic()
         proxy.admin("disable server endpoints/blue")  # the endpoints drop the deleted pod
+
+        def stop_shedder() -> None:  # its own preStop, then SIGTERM: soft stop
+            time.sleep(shedder_pre_stop_s)
+            blue_shedder.terminate()
+
+        shedder_thread = threading.Thread(target=stop_shedder)
+        shedder_thread.start()
         time.sleep(pre_stop_s)  # preStop
         assert blue.pid is not None
         os.kill(blue.pid, signal.SIGTERM)  # the kubelet, after preStop
         sigterm = time.monotonic()
         exit_code = blue.wait()
+        shedder_thread.join(timeout=60)
         exited = time.monotonic()
         time.sleep(1.0)
         stop.set()
@@ -188,6 +204,8 @@ def _delete_blue_pod(tmp_path: Path, pre_stop_s: float) -> dict[str, Any]:
     finally:
         client.close()
         proxy.stop()
+        blue_shedder.close()
+        green_shedder.close()
         blue.stop()
         green.stop()
     return {
@@ -201,9 +219,13 @@ def _delete_blue_pod(tmp_path: Path, pre_stop_s: float) -> dict[str, Any]:
 
 def test_pre_stop_lets_every_request_finish_when_a_pod_stops(tmp_path: Path) -> None:
     _, pre_stop = _rendered("blue")
-    # 2000 ms age + 10 % jitter + 1000 ms grace = 3.2 s, rounded up, + 1 s for the endpoints.
-    assert pre_stop == 5
-    run = _delete_blue_pod(tmp_path, pre_stop)
+    # What the shedder may still hold once it stops accepting (1000 ms grace + 5000 ms queue
+    # timeout = 6 s) is more than the connections' age-out (2000 ms + 10 % + 1000 ms = 3.2 s),
+    # + 1 s for the endpoints.
+    assert pre_stop == 7
+    shedder_pre_stop = prestop_seconds(chart_sidecar(VALUES, "blue")[1], "shedder")
+    assert shedder_pre_stop == 1  # the endpoints' propagation: it stops accepting first
+    run = _delete_blue_pod(tmp_path, pre_stop, shedder_pre_stop)
     errors = [a for _, a in run["results"] if isinstance(a, str)]
     assert not errors, f"{len(errors)} failed calls, e.g. {errors[:3]}"
     answers = [(t, a) for t, a in run["results"]]
@@ -216,7 +238,7 @@ def test_pre_stop_lets_every_request_finish_when_a_pod_stops(tmp_path: Path) -> 
 
 
 def test_control_without_pre_stop_fails_calls(tmp_path: Path) -> None:
-    run = _delete_blue_pod(tmp_path, 0.0)
+    run = _delete_blue_pod(tmp_path, 0.0, 0.0)
     errors = [a for _, a in run["results"] if isinstance(a, str)]
     assert errors, "stopping blue at once failed no call: the drain test above proves nothing"
     print(f"without preStop: {len(errors)} of {len(run['results'])} calls failed, e.g. {errors[0]}")

@@ -85,8 +85,9 @@ OVERRIDES: dict[str, tuple[str, str, Any, Check]] = {
         "green",
         {"grpc": {"maxConnectionAgeMs": 60000}, "extraArgs": ["--log-info=false"]},
         lambda d: (
-            "--grpc-max-connection-age=60000" in _args(d)
-            and "--grpc-max-connection-age-grace=10000" in _args(d)  # deep merge keeps the rest
+            # 60 s + 10 % + the shared 10 s grace, which the deep merge keeps (the load shedder
+            # applies the age; see test_chart_shedder.py for its config)
+            d["metadata"]["annotations"]["triton-deploy/connection-drain-seconds"] == "76"
             and "--log-info=false" in _args(d)
         ),
     ),
@@ -430,7 +431,12 @@ def test_services_get_http_only_when_a_color_serves_it(chart: helm_python.Chart)
     values = merge(base, {"blue": {"triton": {"http": {"mode": "full"}}}})
     docs = objects(render(chart, values))
     for svc in by_kind(docs, "Service").values():
-        assert {p["name"] for p in svc["spec"]["ports"]} == {"grpc", "http", "metrics"}
+        assert {p["name"] for p in svc["spec"]["ports"]} == {
+            "grpc",
+            "http",
+            "metrics",
+            "shed-metrics",  # the load shedder's exporter
+        }
     assert "--http-port=8000" in _args(deployment(docs, "blue"))
     assert "--allow-http=false" in _args(deployment(docs, "green"))
     assert by_kind(docs, "Service")[FULLNAME]["spec"]["selector"]["color"] == "green"

@@ -223,8 +223,20 @@ def test_scenario_shared_invariants(chart: helm_python.Chart, scenario: str) -> 
         # Shutdown: preStop outlasts every client connection (max age + 10 % jitter + grace),
         # and the grace period covers the preStop sleep plus Triton's exit timeout.
         pre_stop = int(triton["lifecycle"]["preStop"]["exec"]["command"][1])
-        age_ms = int(flag(args, "--grpc-max-connection-age"))
-        grace_ms = int(flag(args, "--grpc-max-connection-age-grace"))
+        if any(c["name"] == "shedder" for c in pod["containers"]):
+            # the load shedder ages the clients' connections (its ConfigMap; Triton gets none)
+            assert not [a for a in args if a.startswith("--grpc-max-connection-age")]
+            name = f"{deploy['metadata']['name']}-shedder"
+            config = by_kind(docs, "ConfigMap")[name]["data"]["haproxy.cfg"]
+            numbers = dict(
+                re.findall(r"^    (close-spread-time|hard-stop-after) (\d+)ms$", config, re.M)
+            )
+            queue_ms = int(re.search(r"timeout queue (\d+)ms", config).group(1))  # type: ignore[union-attr]
+            age_ms = int(numbers["close-spread-time"]) * 10
+            grace_ms = int(numbers["hard-stop-after"]) - queue_ms
+        else:
+            age_ms = int(flag(args, "--grpc-max-connection-age"))
+            grace_ms = int(flag(args, "--grpc-max-connection-age-grace"))
         assert age_ms > 0  # blue/green switches reach long-lived gRPC clients
         assert pre_stop >= (age_ms * 1.1 + grace_ms) / 1000
         drain = int(deploy["metadata"]["annotations"]["triton-deploy/connection-drain-seconds"])
@@ -233,11 +245,13 @@ def test_scenario_shared_invariants(chart: helm_python.Chart, scenario: str) -> 
         assert pod["terminationGracePeriodSeconds"] > pre_stop + exit_timeout
         # Probes: the kubelet's gRPC probe (grpc.health.v1) for startup and readiness; liveness
         # does not follow readiness.
-        grpc_port = next(p for p in triton["ports"] if p["name"] == "grpc")["containerPort"]
+        # (Triton's own port: behind the load shedder, "grpc" is the shedder's)
+        grpc_port = int(flag(args, "--grpc-port"))
+        assert grpc_port in {p["containerPort"] for p in triton["ports"]}
         assert triton["startupProbe"]["grpc"] == {"port": grpc_port}
         assert triton["readinessProbe"]["grpc"] == {"port": grpc_port}
         if "--allow-http=false" in args:
-            assert triton["livenessProbe"]["tcpSocket"] == {"port": "grpc"}
+            assert triton["livenessProbe"]["tcpSocket"] == {"port": grpc_port}
             assert "http" not in {p["name"] for p in triton["ports"]}
         else:
             assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -613,14 +627,22 @@ _SECRETISH = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 def test_no_secret_value_in_any_manifest(chart: helm_python.Chart, scenario: str) -> None:
     rendered = render(chart, scenario_values(scenario))
     docs = objects(rendered)
-    # The only ConfigMap the chart makes is the Grafana dashboard (JSON, no credentials).
+    # The only ConfigMaps the chart makes are the Grafana dashboard (JSON) and the load
+    # shedder's configuration (HAProxy config and script): no credentials.
     dashboard = f"{RELEASE}-triton-deploy-dashboard"
     assert not [
         d
         for d in docs
         if d["kind"] == "Secret"
-        or (d["kind"] == "ConfigMap" and d["metadata"]["name"] != dashboard)
+        or (
+            d["kind"] == "ConfigMap"
+            and d["metadata"]["name"] != dashboard
+            and not d["metadata"]["name"].endswith("-shedder")
+        )
     ]
+    for d in docs:
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-shedder"):
+            assert set(d["data"]) == {"haproxy.cfg", "run.sh"}
     for c in all_containers(docs):
         for env in c.get("env", []):
             if "value" in env and _SECRETISH.search(env["name"]):

@@ -210,6 +210,16 @@ def test_without_max_connection_age_the_pre_stop_only_covers_endpoint_removal(
     values["shutdown"] = {"preStopSleepSeconds": None, "terminationGracePeriodSeconds": None}
     rendered = render(chart, values)
     deploy = deployment(objects(rendered), "blue")
-    assert _pre_stop(deploy) == 5
+    # endpoints (5 s), then what the load shedder still holds when it stops accepting: its
+    # queue timeout (5 s; no connection-age grace without an age)
+    assert _pre_stop(deploy) == 5 + 5
+    assert (
+        _pre_stop(
+            deployment(
+                objects(render(chart, merge(values, {"overload": {"enabled": False}}))), "blue"
+            )
+        )
+        == 5
+    )
     assert not [a for a in container(deploy)["args"] if a.startswith("--grpc-max-connection-age")]
     assert "WARNING: triton.grpc.maxConnectionAgeMs is 0" in rendered["NOTES.txt"]

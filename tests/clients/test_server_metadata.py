@@ -33,7 +33,7 @@ def changing_server(model_repository: Path, tmp_path: Path) -> Iterator[tuple[Tr
 
 def reload(server: TritonServer) -> None:
     with grpcclient.InferenceServerClient(server.grpc_url) as raw:
-        raw.load_model(MODEL)
+        raw.load_model(MODEL, headers=server.admin_grpc_headers)  # the admin API is restricted
 
 
 def features(client: InferenceClient, n: int) -> np.ndarray:

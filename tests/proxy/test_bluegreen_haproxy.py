@@ -2,11 +2,15 @@
 
 A Service (kube-proxy) keeps established TCP connections on the pods they reached; a selector
 switch only affects new connections, and gRPC holds one long-lived HTTP/2 connection. Two real
-tritonservers (blue answers 1, green answers 2) sit behind HAProxy; the switch is made on its
-admin socket (enable green, disable blue), which, like kube-proxy, leaves open connections
-where they are. Checked: without any connection age the client stays on blue; with the
-client's ``max_connection_age_s`` (or the server's ``--grpc-max-connection-age``, which the
-Helm chart sets) traffic reaches green within a bounded time and no call fails.
+tritonservers (blue answers 1, green answers 2) sit behind HAProxy, each behind the load
+shedder sidecar exactly as the Helm chart renders it for the same values (its ConfigMap's
+haproxy.cfg and run.sh, ports mapped: tests/sidecartools.py), as in the chart's pods. The switch
+is made on the Service proxy's admin socket (enable green, disable blue), which, like
+kube-proxy, leaves open connections where they are. Checked: without any connection age the
+client stays on blue; with the client's ``max_connection_age_s``, or the chart's
+``triton.grpc.maxConnectionAgeMs`` (Triton's flag behind the sidecar, and the sidecar's reload
+period: HAProxy's GOAWAY to every client), traffic reaches green within a bounded time and no
+call fails.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from google.protobuf import text_format
+from sidecartools import Sidecar, chart_sidecar
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.clients import InferenceClient
@@ -104,17 +109,38 @@ class HAProxy:
         self.process.wait(timeout=10)
 
 
+def _chart_values(age_ms: int, grace_ms: int) -> dict[str, object]:
+    return {
+        "blue": {"modelRepository": {"uri": "s3://models/color"}},
+        "triton": {
+            "restrictedProtocols": {"enabled": False},
+            "grpc": {"maxConnectionAgeMs": age_ms, "maxConnectionAgeGraceMs": grace_ms},
+        },
+    }
+
+
 @contextmanager
-def blue_green(tmp_path: Path, server_args: list[str]) -> Iterator[HAProxy]:
-    blue = TritonServer(_color_repository(tmp_path / "blue", 1), extra_args=server_args).start()
-    green = TritonServer(_color_repository(tmp_path / "green", 2), extra_args=server_args).start()
-    proxy = HAProxy(tmp_path, blue.grpc_port, green.grpc_port)
+def blue_green(tmp_path: Path, age_ms: int = 0, grace_ms: int = 0) -> Iterator[HAProxy]:
+    """Two colors, each a tritonserver behind the chart's sidecar, behind the L4 'Service'."""
+    data, deploy = chart_sidecar(_chart_values(age_ms, grace_ms))
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    server_args = [a for a in args if a.startswith("--grpc-max-connection-age")]
+    servers, sidecars = [], []
     try:
-        yield proxy
+        for color in (1, 2):
+            repository = _color_repository(tmp_path / f"color{color}", color)
+            servers.append(TritonServer(repository, extra_args=server_args).start())
+            sidecars.append(Sidecar(data, servers[-1].grpc_port).start())
+        proxy = HAProxy(tmp_path, sidecars[0].port, sidecars[1].port)
+        try:
+            yield proxy
+        finally:
+            proxy.stop()
     finally:
-        proxy.stop()
-        blue.stop()
-        green.stop()
+        for sidecar in sidecars:
+            sidecar.close()
+        for server in servers:
+            server.stop()
 
 
 def _traffic(
@@ -151,7 +177,7 @@ def _traffic(
 
 def test_without_connection_age_traffic_stays_on_the_old_color(tmp_path: Path) -> None:
     with (
-        blue_green(tmp_path, []) as proxy,
+        blue_green(tmp_path) as proxy,
         InferenceClient(f"127.0.0.1:{proxy.port}", max_connection_age_s=None) as client,
     ):
         results = _traffic(client, proxy, before_s=1.0, after_s=4.0)
@@ -164,7 +190,7 @@ def test_client_connection_age_moves_traffic_within_the_bound_without_errors(
 ) -> None:
     age = 2.0
     with (
-        blue_green(tmp_path, []) as proxy,
+        blue_green(tmp_path) as proxy,
         InferenceClient(f"127.0.0.1:{proxy.port}", max_connection_age_s=age) as client,
     ):
         results = _traffic(client, proxy, before_s=1.0, after_s=age + 3.0)
@@ -178,10 +204,11 @@ def test_client_connection_age_moves_traffic_within_the_bound_without_errors(
 
 
 def test_server_max_connection_age_moves_a_long_lived_client(tmp_path: Path) -> None:
-    """The chart's --grpc-max-connection-age: GOAWAY makes even a never-recycling client move."""
-    args = ["--grpc-max-connection-age=1500", "--grpc-max-connection-age-grace=1000"]
+    """The chart's max connection age: the sidecar's reload every 1.5 s says GOAWAY to every
+    client (Triton's own --grpc-max-connection-age only reaches the sidecar), so even a
+    never-recycling client moves, without a failed call."""
     with (
-        blue_green(tmp_path, args) as proxy,
+        blue_green(tmp_path, age_ms=1500, grace_ms=1000) as proxy,
         InferenceClient(f"127.0.0.1:{proxy.port}", max_connection_age_s=None) as client,
     ):
         results = _traffic(client, proxy, before_s=1.0, after_s=5.0)

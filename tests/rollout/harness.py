@@ -10,9 +10,13 @@
 - Pods: ``Kubelet`` watches the Deployments and, for each color with replicas, starts a REAL
   tritonserver with what the Deployment's own container args say (its ``--model-repository``
   URI mapped to a local folder, its ``--grpc-max-connection-age(-grace)``, its
-  ``--metrics-config``), writes the Deployment's status and Pod objects as the controller and
-  kubelet would, restarts the server when the pod template changes and stops it (SIGTERM)
-  when the color is scaled to 0. One server stands for all replicas of a color.
+  ``--metrics-config``) and, when the pod has the chart's ``shedder`` container, the load
+  shedder sidecar in front of it exactly as rendered (the ConfigMap's haproxy.cfg and run.sh
+  read from the API, ports mapped: tests/sidecartools.py); writes the Deployment's status and
+  Pod objects as the controller and kubelet would, restarts the pod when its template changes
+  and, when the color is scaled to 0, terminates it as the kubelet does: each container's
+  preStop sleep, then SIGTERM (the shedder stops accepting first, Triton drains after its
+  longer sleep). One pod stands for all replicas of a color.
 - Services: ``ServiceProxy`` is HAProxy in TCP mode (an L4 proxy, like kube-proxy: a switch
   leaves open connections where they are) with one frontend per Service; an adapter thread
   points each frontend at the color the emulator's Service selects, once its pods are ready.
@@ -43,6 +47,7 @@ import onnx
 import yaml
 from google.protobuf import text_format
 from onnx import TensorProto, helper
+from sidecartools import Sidecar, prestop_seconds
 from tritonclient.grpc import model_config_pb2 as mc
 
 from triton_deploy.build.golden import GoldenCase, golden_case_path
@@ -83,6 +88,8 @@ BASE_VALUES: dict[str, Any] = {
         "extraArgs": ["--metrics-config=summary_latencies=true"],
     },
     "shutdown": {"endpointPropagationSeconds": 1},
+    # the shedder's queue wait bounds its drain, hence Triton's preStop: keep rollouts short
+    "overload": {"queueTimeoutMs": 2000},
     "blue": {"enabled": True, "replicas": 1, "modelRepository": {"uri": "s3://models/v1"}},
 }
 AGE_S, GRACE_S = 1.5, 1.0
@@ -272,6 +279,8 @@ class PodSet:
     template: str  # hash of the pod template it runs
     args: list[str]
     server: TritonServer | None = None
+    sidecar: Sidecar | None = None
+    spec: dict[str, Any] = field(default_factory=dict)  # the Deployment as the pod was made
     ready: bool = False
     failed: str | None = None
     started_at: float = field(default_factory=time.monotonic)
@@ -302,6 +311,15 @@ class Kubelet:
                     return pods.server
         return None
 
+    def ready_port(self, color: str) -> int | None:
+        """The port a Service reaches on the color's ready pod: the shedder's when the pod has
+        one (targetPort grpc), else Triton's gRPC port."""
+        with self._lock:
+            for pods in self.pods.values():
+                if pods.color == color and pods.ready and pods.server is not None:
+                    return pods.sidecar.port if pods.sidecar else pods.server.grpc_port
+        return None
+
     def _loop(self) -> None:
         while not self._stop.wait(0.2):
             try:
@@ -330,18 +348,56 @@ class Kubelet:
             pods.failed = str(exc).splitlines()[0]
             return
         pods.server, pods.pid = server, server.pid
+        containers = pods.spec["spec"]["template"]["spec"]["containers"]
+        if any(c["name"] == "shedder" for c in containers):
+            volume = next(
+                v["configMap"]["name"]
+                for v in pods.spec["spec"]["template"]["spec"]["volumes"]
+                if v["name"] == "shedder-config"
+            )
+            configmap = self.cluster.get("v1", "configmaps", volume)
+            if configmap is None:
+                pods.failed = f"configmap {volume} not found"
+                return
+            pods.sidecar = Sidecar(configmap["data"], server.grpc_port).start()
         with self._lock:
             if self.pods.get(name) is pods:
                 pods.ready = True
                 return
-        server.stop()  # superseded while starting
+        self._stop_pod(pods)  # superseded while starting
 
     def _terminate(self, pods: PodSet) -> None:
         pods.ready = False
         if pods.server is not None:
             self.stops.append((time.time(), pods.color))
-            server, pods.server = pods.server, None
-            threading.Thread(target=server.stop, daemon=True).start()
+            threading.Thread(target=self._stop_pod, args=(pods,), daemon=True).start()
+
+    def _stop_pod(self, pods: PodSet) -> None:
+        """The kubelet's termination: every container's preStop runs at once, each container
+        gets SIGTERM when its own preStop is over."""
+        server, sidecar = pods.server, pods.sidecar
+        pods.server = None
+        threads = []
+        if sidecar is not None:
+
+            def stop_sidecar() -> None:
+                time.sleep(prestop_seconds(pods.spec, "shedder"))
+                sidecar.terminate()
+                sidecar.close()
+
+            threads.append(threading.Thread(target=stop_sidecar, daemon=True))
+        if server is not None:
+
+            def stop_server() -> None:
+                if sidecar is not None:  # the chart's order (without a sidecar: as before)
+                    time.sleep(prestop_seconds(pods.spec, "tritonserver"))
+                server.stop()
+
+            threads.append(threading.Thread(target=stop_server, daemon=True))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _reconcile(self) -> None:
         deployments = {
@@ -364,7 +420,7 @@ class Kubelet:
                 if current is not None:
                     self._terminate(self.pods.pop(name))
             elif current is None or current.template != template:
-                fresh = PodSet(color, template, list(container.get("args", [])))
+                fresh = PodSet(color, template, list(container.get("args", [])), spec=deployment)
                 with self._lock:
                     self.pods[name] = fresh
                 if current is not None:
@@ -436,6 +492,8 @@ class Kubelet:
         self._stop.set()
         self._thread.join(timeout=10)
         for pods in list(self.pods.values()):
+            if pods.sidecar is not None:
+                pods.sidecar.close()
             if pods.server is not None:
                 pods.server.stop()
         self.pods.clear()
@@ -502,8 +560,8 @@ class ServiceProxy:
                 for role, name in names.items():
                     service = self.cluster.get("v1", "services", name)
                     color = (service or {}).get("spec", {}).get("selector", {}).get("color")
-                    server = self.kubelet.ready_server(color) if color else None
-                    endpoint = (color, server.grpc_port) if server is not None else None
+                    port = self.kubelet.ready_port(color) if color else None
+                    endpoint = (color, port) if port is not None else None
                     if endpoint != self.state[role]:
                         self._point(role, endpoint)
             except Exception as exc:  # recorded; a test asserting on it fails

@@ -98,11 +98,17 @@ def test_tdeploy_drain_unloads_everything_and_reports_it(tmp_path: Path) -> None
     from triton_deploy.cli import app
 
     with TritonServer(pipeline_repository(tmp_path / "repo", first_step_delay_s=0)) as server:
-        result = CliRunner().invoke(app, ["drain", "--url", server.grpc_url, "--timeout", "30"])
+        assert server.admin_key  # a library server has no run-state file: the key is given
+        result = CliRunner().invoke(
+            app,
+            ["drain", "--url", server.grpc_url, "--timeout", "30", "--admin-key", server.admin_key],
+        )
         assert result.exit_code == 0, result.output
         assert "drained 3 models" in result.output
         with grpcclient.InferenceServerClient(server.grpc_url) as client:
-            index = client.get_model_repository_index(as_json=True)["models"]
+            index = client.get_model_repository_index(
+                headers=server.admin_grpc_headers, as_json=True
+            )["models"]
         assert {m["name"]: m["state"] for m in index} == dict.fromkeys(
             ("fast", "pipeline", "slow"), "UNAVAILABLE"
         )

@@ -16,7 +16,14 @@ from servingtools import pipeline_repository
 from tritonclient.utils import InferenceServerException
 
 from triton_deploy.runtime.server import TritonServer
-from triton_deploy.runtime.shedder import OVERLOADED_MESSAGE, read_access_log, render_config
+from triton_deploy.runtime.shedder import (
+    OVERLOADED_MESSAGE,
+    read_access_log,
+    render_config,
+    retarget,
+    shedder_bounds,
+    with_access_log,
+)
 
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="haproxy missing: run `bash .ci/system-deps`"
@@ -86,3 +93,33 @@ def test_beyond_inflight_and_queued_requests_are_answered_at_once_and_the_rest_d
     shed = [r for r in records if r.shed]
     assert len(served) == 4 and len(shed) == 6, records
     assert served[0] >= 2000 and all(r.total_ms < 1000 and r.status == 200 for r in shed)
+
+
+def test_with_access_log_adds_exactly_what_render_config_would() -> None:
+    common: dict[str, object] = {
+        "listen": ("0.0.0.0", 8001),
+        "upstream": ("127.0.0.1", 8011),
+        "max_inflight": 16,
+        "max_queued": 8,
+        "metrics": ("0.0.0.0", 8404),
+        "max_connection_age_ms": 30000,
+        "max_connection_age_grace_ms": 10000,
+    }
+    plain = render_config(**common)  # type: ignore[arg-type]
+    assert with_access_log(plain) == render_config(access_log=True, **common)  # type: ignore[arg-type]
+    assert shedder_bounds(plain) == (16, 8)
+    moved = retarget(
+        plain, listen=("127.0.0.1", 1), upstream=("127.0.0.1", 2), metrics=("127.0.0.1", 3)
+    )
+    assert moved == render_config(  # type: ignore[arg-type]
+        **(
+            common
+            | {
+                "listen": ("127.0.0.1", 1),
+                "upstream": ("127.0.0.1", 2),
+                "metrics": ("127.0.0.1", 3),
+            }
+        )
+    )
+    with pytest.raises(ValueError):
+        retarget(plain, listen=("127.0.0.1", 1), upstream=("127.0.0.1", 2))  # stats listener left

@@ -230,6 +230,11 @@ flight when Triton stops, whatever Triton does with in-flight ensemble requests 
 {{- define "triton-deploy.preStopSleepSeconds" -}}
 {{- $v := .values }}
 {{- $drain := include "triton-deploy.connectionDrainSeconds" $v | int }}
+{{- if $v.overload.enabled }}
+{{- /* the shedder stops accepting after endpointPropagationSeconds; what it still holds then
+(queued, in flight) is done within its drain time: Triton stops after that */}}
+{{- $drain = max $drain (include "triton-deploy.shedderDrainSeconds" $v | int) | int }}
+{{- end }}
 {{- $needed := add $drain $v.shutdown.endpointPropagationSeconds }}
 {{- $sleep := $v.shutdown.preStopSleepSeconds }}
 {{- if kindIs "invalid" $sleep }}
@@ -432,7 +437,8 @@ tritonserver arguments, one per list item. Independent of activeColor.
 {{- end }}
 - --strict-readiness={{ $t.strictReadiness }}
 - --exit-timeout-secs={{ $t.exitTimeoutSecs }}
-- --grpc-port={{ $v.ports.grpc }}
+{{- /* With the load shedder (overload.enabled) Triton listens behind it on its own port. */}}
+- --grpc-port={{ ternary $v.overload.tritonGrpcPort $v.ports.grpc $v.overload.enabled | int }}
 {{- if eq $t.http.mode "none" }}
 {{- /* No HTTP listener at all: no request can reach Triton's JSON parser (see the README). */}}
 - --allow-http=false
@@ -440,7 +446,10 @@ tritonserver arguments, one per list item. Independent of activeColor.
 - --http-port={{ $v.ports.http }}
 {{- end }}
 - --metrics-port={{ $v.ports.metrics }}
-{{- if gt (int $t.grpc.maxConnectionAgeMs) 0 }}
+{{- /* Behind the load shedder the clients' connections end at the shedder, which ages them
+(run.sh reloads it every max connection age); Triton's own age would only churn the shedder's
+connection to it, cutting calls in flight on it. */}}
+{{- if and (gt (int $t.grpc.maxConnectionAgeMs) 0) (not $v.overload.enabled) }}
 - --grpc-max-connection-age={{ int $t.grpc.maxConnectionAgeMs }}
 - --grpc-max-connection-age-grace={{ int $t.grpc.maxConnectionAgeGraceMs }}
 {{- end }}

@@ -18,6 +18,11 @@ One command, one printed summary of each figure against its goal (numbers, never
    to ``tdeploy serve`` does); then again right after ``--factor`` x capacity for 10 s, with
    the overload still running. In-flight failures and shutdown time against the exit timeout.
 
+``--chart-values values.yaml``: the shedder runs the configuration the Helm chart renders for
+those values (blue's sidecar ConfigMap, ``helm template`` or Helm's engine through
+helm-python-sdk), with only its ports mapped to this machine and the access-log lines added
+(``runtime.shedder.retarget`` / ``with_access_log``): the cluster's overload bound, measured.
+
 Targets: every ensemble in the repository (``--models`` to choose), inputs from the build's
 golden cases. The load generator shares the machine with the server: on a small machine the
 figures are noisy, and the summary prints the rate actually offered next to the one asked.
@@ -49,7 +54,7 @@ from rich.table import Table
 from triton_deploy.bench.load import InBackground, Load, Sample, Target, percentile
 from triton_deploy.runtime.repository import read_config, read_repository
 from triton_deploy.runtime.server import TritonServer
-from triton_deploy.runtime.shedder import read_access_log
+from triton_deploy.runtime.shedder import read_access_log, shedder_bounds
 
 __all__ = ["Figure", "StopUnderLoad", "bounded_queues", "load_then_stop", "main", "server_rss_mb"]
 
@@ -539,6 +544,47 @@ def _print(report: Report) -> None:
     console.print(table)
 
 
+# -- the chart's sidecar configuration ---------------------------------------------------------------
+def chart_shedder_config(values: Path, color: str = "blue") -> str:
+    """haproxy.cfg of ``color``'s load shedder as the Helm chart renders it for ``values``."""
+    import subprocess
+
+    import yaml
+
+    chart = Path(__file__).resolve().parents[3] / "charts" / "triton-deploy"
+    if not chart.is_dir():
+        raise SystemExit(f"--chart-values: the chart is not beside this package ({chart})")
+    overrides = yaml.safe_load(values.read_text()) or {}
+    helm = shutil.which("helm")
+    if helm is not None:
+        rendered = subprocess.run(
+            [helm, "template", "bench", str(chart), "-f", str(values)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        texts = [rendered]
+    else:  # Helm's own engine, as the tests use it (helm-python-sdk)
+        import helm_python
+
+        texts = list(helm_python.Chart.load(chart).render(overrides, name="bench").values())
+    for text in texts:
+        try:
+            docs = list(yaml.safe_load_all(text))
+        except yaml.YAMLError:  # NOTES.txt
+            continue
+        for doc in docs:
+            if (
+                isinstance(doc, dict)
+                and doc.get("kind") == "ConfigMap"
+                and doc["metadata"]["name"].endswith(f"-{color}-shedder")
+            ):
+                return str(doc["data"]["haproxy.cfg"])
+    raise SystemExit(
+        f"--chart-values: the chart renders no load shedder for {color} (overload.enabled?)"
+    )
+
+
 # -- main ------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -568,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-inflight", type=int, default=32, help="shedder: in Triton")
     parser.add_argument("--max-queued", type=int, default=32, help="shedder: queued in HAProxy")
+    parser.add_argument(
+        "--chart-values",
+        type=Path,
+        help="shedder: run the Helm chart's sidecar configuration for these values (its "
+        "overload.maxInflight / maxQueued replace --max-inflight / --max-queued)",
+    )
     parser.add_argument(
         "--max-queue-size",
         type=int,
@@ -613,10 +665,14 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  normal-load p99: {report.normal_p99_built_ms:.1f} ms")
 
         serve_repository, max_inflight, max_queued = repository, None, None
+        shedder_config = None
         if args.mechanism == "shedder":
             max_inflight, max_queued = args.max_inflight, args.max_queued
-            report.protection = (
-                f"load shedder: {args.max_inflight} in flight, {args.max_queued} queued"
+            if args.chart_values:
+                shedder_config = chart_shedder_config(args.chart_values)
+                max_inflight, max_queued = shedder_bounds(shedder_config)
+            report.protection = f"load shedder: {max_inflight} in flight, {max_queued} queued" + (
+                f" (the chart's sidecar config for {args.chart_values})" if shedder_config else ""
             )
         else:
             size = args.max_queue_size or max(8, math.ceil(report.capacity_rps * 0.02))
@@ -633,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_inflight=max_inflight,
                 max_queued=max_queued,
                 shedder_access_log=access_log,
+                shedder_config=shedder_config,
             ).start()
 
         server = start()

@@ -157,7 +157,12 @@ class _Tuner:
         text = json_format.MessageToJson(config, preserving_proto_field_name=True)
         client = grpcclient.InferenceServerClient(self.server.grpc_url)
         try:
-            client.load_model(self.info.name, config=text, client_timeout=300)
+            client.load_model(
+                self.info.name,
+                config=text,
+                headers=self.server.admin_grpc_headers,  # the admin API is restricted
+                client_timeout=300,
+            )
         except InferenceServerException as exc:
             raise BenchError(
                 f"tune: loading {self.info.name} with {candidate.label()} failed: {exc}"

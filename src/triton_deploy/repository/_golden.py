@@ -12,6 +12,7 @@ are stored as raw bytes plus offsets.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,12 @@ class GoldenCase:
         arrays = pack_arrays("in", self.inputs) | pack_arrays("out", self.expected)
         arrays["exact"] = np.array(self.exact, dtype=np.str_)
         arrays["tolerance"] = np.array([self.atol, self.rtol], dtype=np.float64)
+        # Archive in memory, then one write: numpy's ZipFile left half-written by a failed write
+        # (a full disk) would raise again from its destructor, long after the real error.
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
         with open(path, "wb") as handle:
-            np.savez(handle, **arrays)
+            handle.write(buffer.getbuffer())
 
     @classmethod
     def load(cls, path: Any) -> GoldenCase:

@@ -291,6 +291,10 @@ class Reaper:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def _send(self, message: dict[str, object]) -> None:
         stdin: IO[bytes] | None = self._process.stdin if self._process else None
         if stdin is None:

@@ -15,6 +15,13 @@ What it does beyond starting the binary:
   memory, trace, logging) are restricted behind a header whose value nobody knows. With
   ``http_inference=True`` Triton's HTTP port moves to a private loopback port and an
   ``HttpGuard`` on the public one bounds body size and JSON nesting.
+- **Admin API closed**: the APIs that change the server's state (model repository, shared
+  memory, trace, logging) are restricted on gRPC and HTTP with a key made for this run
+  (``admin_key``, or a random one; ``admin_grpc_headers`` / ``admin_http_headers``), see
+  ``runtime.admin``. ``restrict_admin=False`` leaves them open.
+- **Helpers**: ``shedder_alive`` / ``restart_shedder()`` and the stubs' ``stub_watch`` /
+  ``reload_model()`` let a ``Supervisor`` keep the whole serving path up; ``is_ready()`` is
+  false while any part of it is known broken (``broken``).
 - **Drain**: the server runs in explicit model-control mode with every model loaded, and
   ``stop()`` unloads ensembles and Python models first, then the rest, waiting for in-flight
   requests (``runtime.drain``), before SIGTERM; within ``exit_timeout_s`` in all.
@@ -48,6 +55,14 @@ from typing import TYPE_CHECKING
 import tritonclient.grpc as grpcclient
 
 from triton_deploy.errors import ServerStartError
+from triton_deploy.resources import resource_error
+from triton_deploy.runtime.admin import (
+    ADMIN_HEADER,
+    ADMIN_PROTOCOLS,
+    grpc_admin_headers,
+    http_admin_headers,
+    new_admin_key,
+)
 from triton_deploy.runtime.drain import DrainReport, drain
 from triton_deploy.runtime.installation import TritonInstallation, prepare_backend_directory
 from triton_deploy.runtime.lifecycle import (
@@ -65,7 +80,8 @@ from triton_deploy.runtime.repository import (
     plan_view,
     read_repository,
 )
-from triton_deploy.runtime.shedder import Shedder, haproxy_binary
+from triton_deploy.runtime.shedder import Shedder, haproxy_binary, retarget, with_access_log
+from triton_deploy.runtime.stubs import StubWatch
 
 if TYPE_CHECKING:  # aiohttp is imported only when HTTP inference is on
     from triton_deploy.runtime.http_guard import HttpGuard
@@ -138,6 +154,9 @@ class TritonServer:
         max_inflight: int | None = None,
         max_queued: int | None = None,
         shedder_access_log: Path | None = None,
+        shedder_config: str | None = None,
+        admin_key: str | None = None,
+        restrict_admin: bool = True,
     ) -> None:
         self.repository = Path(repository).resolve()
         self._given_ports = {
@@ -162,6 +181,13 @@ class TritonServer:
         self.max_inflight = max_inflight or None
         self.max_queued = max_queued
         self.shedder_access_log = shedder_access_log
+        self.shedder_config = shedder_config  # e.g. the chart's sidecar config, retargeted
+        # Callers that restrict Triton's protocols themselves (--triton-arg, the chart's args
+        # in tests) keep their own key: this one would not open what theirs restricts.
+        own = any(a.startswith("--grpc-restricted-protocol") for a in self.extra_args)
+        self.admin_key = (admin_key or new_admin_key()) if restrict_admin and not own else None
+        self.broken: dict[str, str] = {}  # part of the serving path -> why (readiness false)
+        self.stub_watch: StubWatch | None = None
         self.log: collections.deque[str] = collections.deque(maxlen=5000)
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}
@@ -192,6 +218,11 @@ class TritonServer:
         return f"http://{self._host}:{self.metrics_port}/metrics"
 
     @property
+    def admin_url(self) -> str:
+        """Triton's own gRPC endpoint, not the shedder's: drain, reloads, state checks."""
+        return self._admin_url
+
+    @property
     def _admin_url(self) -> str:
         """Triton's own gRPC endpoint (behind the shedder when there is one)."""
         return f"{self._host if not self.max_inflight else '127.0.0.1'}:{self._triton_grpc_port}"
@@ -203,6 +234,19 @@ class TritonServer:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    @property
+    def shedder_pid(self) -> int | None:
+        return self._shedder.pid if self._shedder else None
+
+    @property
+    def admin_grpc_headers(self) -> dict[str, str]:
+        """Headers that pass this server's admin restriction over gRPC ({} when open)."""
+        return grpc_admin_headers(self.admin_key)
+
+    @property
+    def admin_http_headers(self) -> dict[str, str]:
+        return http_admin_headers(self.admin_key)
 
     @property
     def running(self) -> bool:
@@ -243,13 +287,22 @@ class TritonServer:
             "shm-region-prefix-name" in v for v in _flag_values(self.extra_args, "--backend-config")
         ):
             args.append(f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}")
-        if not self.http_inference:
-            restricted = {
+        restricted = {
+            flag: {
                 api
-                for value in _flag_values(self.extra_args, "--http-restricted-api")
+                for value in _flag_values(self.extra_args, flag)
                 for api in value.partition(":")[0].split(",")
             }
-            off = [api for api in HTTP_BODY_APIS if api not in restricted]
+            for flag in ("--grpc-restricted-protocol", "--http-restricted-api")
+        }
+        if self.admin_key:
+            for flag, already in restricted.items():
+                if already:  # the caller restricts this protocol's APIs its own way
+                    continue
+                args.append(f"{flag}={','.join(ADMIN_PROTOCOLS)}:{ADMIN_HEADER}={self.admin_key}")
+                already.update(ADMIN_PROTOCOLS)
+        if not self.http_inference:
+            off = [api for api in HTTP_BODY_APIS if api not in restricted["--http-restricted-api"]]
             if off:
                 token = secrets.token_hex(16)
                 args.append(f"--http-restricted-api={','.join(off)}:{HTTP_OFF_HEADER}={token}")
@@ -277,22 +330,34 @@ class TritonServer:
         self.returncode = None
         self._workdir = tempfile.TemporaryDirectory(prefix="tdeploy-triton-")
         work = Path(self._workdir.name)
-        backends = prepare_backend_directory(work / "backends", installation)
-        repository = (
-            make_view(self.repository, self.loaded, work / "repository")
-            if self.skipped
-            else self.repository
-        )
-        self._reaper = Reaper().start()
-        self._process = spawn(
-            self.command(installation, backends, repository),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=installation.environment(),
-            start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
-        )
+        try:
+            backends = prepare_backend_directory(work / "backends", installation)
+            repository = (
+                make_view(self.repository, self.loaded, work / "repository")
+                if self.skipped
+                else self.repository
+            )
+            self._reaper = Reaper().start()
+            self._process = spawn(
+                self.command(installation, backends, repository),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                env=installation.environment(),
+                start_new_session=True,  # Ctrl-C reaches us; we drain, then forward SIGTERM
+            )
+        except BaseException as exc:  # nothing may stay behind: the work folder, the reaper
+            if self._reaper is not None:
+                self._reaper.release()
+                self._reaper = None
+            with contextlib.suppress(OSError):
+                self._workdir.cleanup()
+            self._workdir = None
+            error = resource_error(exc, where=work) if isinstance(exc, Exception) else None
+            if error is not None:
+                raise error from None
+            raise
         self._reaper.watch(
             pgid=self._process.pid, shm_prefix=self.shm_prefix, workdir=self._workdir.name
         )
@@ -300,6 +365,7 @@ class TritonServer:
         self._reader.start()
         try:
             self._wait_ready()
+            self._check_loaded()
             if self.http_inference:
                 self._start_guard()
             if self.max_inflight:
@@ -309,11 +375,102 @@ class TritonServer:
                     max_inflight=self.max_inflight,
                     max_queued=self.max_queued,
                     access_log=self.shedder_access_log,
+                    config=self._retargeted_shedder_config(),
                 ).start()
+            self.broken = {}
+            self.stub_watch = StubWatch(self._process.pid, self.loaded)
+            self.stub_watch.scan()
         except BaseException:
             self.stop(drain_first=False)
             raise
         return self
+
+    # -- the helpers a Supervisor keeps up ------------------------------------------------------
+    @property
+    def shedder_alive(self) -> bool:
+        """True without a shedder, or while its HAProxy runs."""
+        return self._shedder is None or self._shedder.alive
+
+    @property
+    def shedder_exit(self) -> int | None:
+        return self._shedder.exit_code if self._shedder else None
+
+    def restart_shedder(self) -> None:
+        """Start the dead shedder again on the same ports (``ServerStartError`` if it cannot)."""
+        if self._shedder is None:
+            return
+        self._shedder.restart()
+
+    @property
+    def reaper_alive(self) -> bool:
+        return self._reaper is None or self._reaper.alive
+
+    def restart_reaper(self) -> None:
+        """A new reaper watching this server (the old one died: the cleanup of a SIGKILLed
+        serve would be lost otherwise)."""
+        if self._process is None or self._reaper is None:
+            return
+        self._reaper = Reaper().start()
+        self._reaper.watch(
+            pgid=self._process.pid,
+            shm_prefix=self.shm_prefix,
+            workdir=self._workdir.name if self._workdir else None,
+        )
+
+    def reload_model(self, model: str, timeout_s: float = 120.0) -> None:
+        """Load ``model`` again (new instances, new stubs); raises ``ServerStartError`` with
+        Triton's message when that fails."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            with grpcclient.InferenceServerClient(self._admin_url) as client:
+                client.load_model(model, headers=self.admin_grpc_headers, client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            raise ServerStartError(f"reloading {model} failed: {exc.message()}") from None
+
+    def _retargeted_shedder_config(self) -> str | None:
+        """``shedder_config`` (a pod's, e.g. the chart's sidecar) on this server's ports."""
+        if not self.shedder_config:
+            return None
+        config = retarget(
+            self.shedder_config,
+            listen=(self.address, self.grpc_port),
+            upstream=("127.0.0.1", self._triton_grpc_port),
+            metrics=("127.0.0.1", free_port())
+            if "\nfrontend stats\n" in self.shedder_config
+            else None,
+        )
+        return with_access_log(config) if self.shedder_access_log else config
+
+    def _check_loaded(self) -> None:
+        """Every model serve planned is READY (a model folder that vanished while the server
+        started is simply not there: Triton's readiness alone would not say so)."""
+        given = {arg.split("=", 1)[0] for arg in self.extra_args}
+        if given & {"--model-control-mode", "--load-model"} or self._grpc_tls:
+            return
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            with grpcclient.InferenceServerClient(self._admin_url) as client:
+                index = client.get_model_repository_index(
+                    headers=self.admin_grpc_headers, as_json=True
+                )
+        except InferenceServerException:  # restricted with the caller's own key: not ours to check
+            return
+        states = {m["name"]: m for m in index.get("models", [])}
+        problems = []
+        for name in self.loaded:
+            entry = states.get(name, {})
+            if entry.get("state") == "READY":
+                continue
+            folder = self.repository / name
+            if not folder.is_dir():
+                problems.append(f"{folder}: no such file or directory (removed while loading)")
+            else:
+                reason = entry.get("reason") or entry.get("state") or "not found by the server"
+                problems.append(f"{name}: {reason}")
+        if problems:
+            raise ServerStartError(f"not every model loaded: {'; '.join(problems)}")
 
     def _start_guard(self) -> None:
         from triton_deploy.runtime.http_guard import (
@@ -375,6 +532,9 @@ class TritonServer:
                     return bool(reply.status == 200)
             except (urllib.error.URLError, OSError):
                 return False
+        watch = self.stub_watch
+        if self.broken or not self.shedder_alive or (watch is not None and watch.any_dead()):
+            return False
         try:
             with grpcclient.InferenceServerClient(self._admin_url) as client:
                 return bool(client.is_server_ready(client_timeout=2))
@@ -417,15 +577,22 @@ class TritonServer:
             self.error_lines() or list(self.log)[-20:],
         )
 
-    def stop(self, timeout_s: float | None = None, *, drain_first: bool = True) -> int | None:
+    def stop(
+        self,
+        timeout_s: float | None = None,
+        *,
+        drain_first: bool = True,
+        kill_grace_s: float = 10.0,
+    ) -> int | None:
         """Drain (see the module docstring), SIGTERM, SIGKILL as a last resort; clean up.
 
         Returns tritonserver's exit code (negative: the signal that ended it), or None when it
         was not running. ``timeout_s`` (default ``exit_timeout_s``) bounds drain and exit
-        together, plus 10 s of grace before SIGKILL.
+        together, plus ``kill_grace_s`` before SIGKILL.
         """
         with self._lock:
             process, self._process = self._process, None
+        self.stub_watch = None  # what the drain unloads is not a stub dying
         budget = float(timeout_s if timeout_s is not None else self.exit_timeout_s)
         deadline = time.monotonic() + budget
         code = None
@@ -440,7 +607,12 @@ class TritonServer:
                     self._event("load shedder still busy at the exit timeout")
                 if self.drainable:
                     remaining = max(deadline - time.monotonic(), 0.0)
-                    self.last_drain = drain(self._admin_url, timeout_s=remaining, log=self._event)
+                    self.last_drain = drain(
+                        self._admin_url,
+                        timeout_s=remaining,
+                        headers=self.admin_grpc_headers,
+                        log=self._event,
+                    )
                     self._event(self.last_drain.summary())
             if self._shedder is not None:
                 self._shedder.stop()
@@ -448,7 +620,7 @@ class TritonServer:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=max(deadline - time.monotonic(), 0) + 10)
+                code = process.wait(timeout=max(deadline - time.monotonic(), 0) + kill_grace_s)
             except subprocess.TimeoutExpired:
                 self._event(f"tritonserver did not exit within {budget:.0f} s: SIGKILL")
                 process.kill()
