@@ -65,7 +65,7 @@ class AsyncInferenceClient(BaseClient):
     @property
     def channels_opened(self) -> int:
         """See ``InferenceClient.channels_opened``."""
-        return self._channels.book.created + sum(r.channels_opened for r in self._routes)
+        return self._channels.book.created + sum(int(r.channels_opened) for r in self._routes)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def aclose(self) -> None:

@@ -111,7 +111,7 @@ class InferenceClient(BaseClient):
     @property
     def channels_opened(self) -> int:
         """How many gRPC channels this client has opened so far (recycling adds one each)."""
-        return self._channels.book.created + sum(r.channels_opened for r in self._routes)
+        return self._channels.book.created + sum(int(r.channels_opened) for r in self._routes)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:

@@ -120,6 +120,7 @@ class RolloutRequest(BaseModel):
     def check(self) -> None:
         """Everything that can be checked without a cluster (files, URIs, tags)."""
         validate_target(self.target)
+        self._check_strategy()
         chart = Path(self.chart)
         if (
             (self.chart.startswith((".", "/")) or chart.exists())
@@ -158,3 +159,15 @@ class RolloutRequest(BaseModel):
                 load_spec(self.spec)
             except SpecError as exc:
                 raise RolloutUsageError(f"--spec: {exc}") from None
+
+    def _check_strategy(self) -> None:
+        settings = self.settings
+        strategy = settings.strategy
+        if strategy == "canary" and not settings.canary_steps:
+            raise RolloutUsageError("--strategy canary needs --steps, e.g. --steps 5,25,50,100")
+        if strategy != "canary" and settings.canary_steps:
+            raise RolloutUsageError(f"--steps is for --strategy canary, not {strategy}")
+        if strategy != "shadow" and settings.shadow_metrics:
+            raise RolloutUsageError(f"--shadow-metrics is for --strategy shadow, not {strategy}")
+        if strategy != "shadow" and settings.shadow_percent is not None:
+            raise RolloutUsageError(f"--shadow-percent is for --strategy shadow, not {strategy}")
