@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TDEPLOY := $(VENV)/bin/tdeploy
-EXTRAS ?= build,serve,loadtest,k8s,monitor,otel,bench,test
+EXTRAS ?= build,serve,loadtest,k8s,monitor,otel,bench,docs,test
 GRPC_PORT ?= 8001
 HTTP_PORT ?= 8000
 METRICS_PORT ?= 8002
@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := $(VENV)/tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: install up build serve verify test lint format bench bench-goals bench-readme bench-envs tune loadtest loadtest-staging clean
+.PHONY: install up build serve verify test lint docs format bench bench-goals bench-readme bench-envs tune loadtest loadtest-staging clean
 
 # Idempotent: re-installs only when pyproject.toml (or .ci/checkov-requirements.txt) changed.
 install: $(STAMP) $(CHECKOV_STAMP)
@@ -43,13 +43,18 @@ test: install
 	$(MAKE) --no-print-directory loadtest
 
 lint: install
-	$(VENV)/bin/ruff format --check src build clients loadtests tests .ci
-	$(VENV)/bin/ruff check src build clients loadtests tests .ci
+	$(VENV)/bin/ruff format --check src build clients loadtests tests .ci docs/scripts
+	$(VENV)/bin/ruff check src build clients loadtests tests .ci docs/scripts
 	$(PY) .ci/typecheck.py
 
+# The documentation site in .site/ (CLI, chart values and client API references generated from
+# the code); strict: a broken link, a missing page or an unresolved API reference fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict
+
 format: install
-	$(VENV)/bin/ruff format src build clients loadtests tests .ci
-	$(VENV)/bin/ruff check --fix src build clients loadtests tests .ci
+	$(VENV)/bin/ruff format src build clients loadtests tests .ci docs/scripts
+	$(VENV)/bin/ruff check --fix src build clients loadtests tests .ci docs/scripts
 
 # Performance (reports/bench/): every model next to the in-process ceiling, the naive service,
 # MLServer and BentoML, with our load generator and perf_analyzer. bench-envs creates the
@@ -88,4 +93,4 @@ loadtest-staging: install
 		-u $(or $(USERS),64) -r 8 -t $(or $(RUN_TIME),5m) $(if $(TLS),--tls)
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .typecheck .setuptools-build
+	rm -rf $(VENV) .venv-bench .pytest_cache .typecheck .setuptools-build .site
