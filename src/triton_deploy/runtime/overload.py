@@ -546,7 +546,7 @@ def _print(report: Report) -> None:
 
 # -- the chart's sidecar configuration ---------------------------------------------------------------
 # what a render needs besides the chart's defaults (the load shedder does not depend on them)
-_REQUIRED_VALUES = {
+_REQUIRED_VALUES: dict[str, dict[str, Any]] = {
     "blue": {"modelRepository": {"uri": "s3://models/bench"}},
     "triton": {"restrictedProtocols": {"enabled": False}},
 }
