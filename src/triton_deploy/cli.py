@@ -62,8 +62,6 @@ class _Group(TyperGroup):
     exception's chain: ``resources.resource_error``)."""
 
     def invoke(self, ctx: Any) -> Any:  # a click.Context (typer vendors click)
-        from click.exceptions import Abort, ClickException, Exit
-
         from triton_deploy.resources import EXHAUSTION_ERRNOS, find_os_error, resource_error
 
         try:
@@ -79,7 +77,7 @@ class _Group(TyperGroup):
             )
             print_error(resource_error(exc) if exhausted else exc)  # type: ignore[arg-type]
             raise typer.Exit(code=1) from None
-        except (Exit, Abort, ClickException):
+        except (typer.Exit, typer.Abort):  # exits on purpose, whatever happened before them
             raise
         except Exception as exc:  # disk full, permission denied, out of file descriptors, ...
             error = resource_error(exc)

@@ -112,7 +112,9 @@ def test_fingerprint_changes_with_the_spec() -> None:
 def test_the_readme_spec_examples_are_valid() -> None:
     import re
 
-    readme = (ROOT / "README.md").read_text()
+    readme = "\n".join(  # the README and the documentation guides it links to
+        p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs/guides").glob("*.md"))]
+    )
     blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
     specs = [yaml.safe_load(b) for b in blocks if "models:" in b]
     assert len(specs) >= 2

@@ -79,7 +79,9 @@ def test_infer_digits_from_npy(grpc_url: str, tmp_path: Path) -> None:
 @pytest.mark.server
 def test_the_readme_example_runs_on_the_shipped_sample(grpc_url: str) -> None:
     """README: `tdeploy infer ctr --impressions build/examples/ctr/impressions.json`."""
-    readme = (ROOT / "README.md").read_text()
+    readme = "\n".join(  # the README and the documentation guides it links to
+        p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs/guides").glob("*.md"))]
+    )
     assert "tdeploy infer ctr --impressions build/examples/ctr/impressions.json" in readme
     records = json.loads(SAMPLE_IMPRESSIONS.read_text())
     result = runner.invoke(

@@ -358,10 +358,15 @@ class Kubelet:
                 for v in pods.spec["spec"]["template"]["spec"]["volumes"]
                 if v["name"] == "shedder-config"
             )
-            configmap = self.cluster.get("v1", "configmaps", volume)
-            if configmap is None:
-                pods.failed = f"configmap {volume} not found"
-                return
+            # like the kubelet, wait for the ConfigMap the pod mounts (helm may apply it after
+            # the Deployment)
+            deadline = time.monotonic() + 60
+            while (configmap := self.cluster.get("v1", "configmaps", volume)) is None:
+                if time.monotonic() > deadline:
+                    pods.failed = f"configmap {volume} not found"
+                    server.stop()
+                    return
+                time.sleep(0.2)
             pods.sidecar = Sidecar(configmap["data"], server.grpc_port).start()
         with self._lock:
             if self.pods.get(name) is pods:

@@ -155,6 +155,7 @@ def test_enabling_the_idle_color_changes_only_its_objects(chart: helm_python.Cha
     assert {(c.action, c.kind, c.color) for c in changes} == {
         ("create", "Deployment", "green"),
         ("create", "PodDisruptionBudget", "green"),
+        ("create", "ConfigMap", "green"),  # its load shedder's configuration
     }
     objects = ReleaseObjects.from_manifest(render(chart, before), RELEASE)
     assert objects.deployment("green") == "triton-triton-deploy-green"

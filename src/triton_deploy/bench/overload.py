@@ -545,8 +545,16 @@ def _print(report: Report) -> None:
 
 
 # -- the chart's sidecar configuration ---------------------------------------------------------------
-def chart_shedder_config(values: Path, color: str = "blue") -> str:
-    """haproxy.cfg of ``color``'s load shedder as the Helm chart renders it for ``values``."""
+# what a render needs besides the chart's defaults (the load shedder does not depend on them)
+_REQUIRED_VALUES: dict[str, dict[str, Any]] = {
+    "blue": {"modelRepository": {"uri": "s3://models/bench"}},
+    "triton": {"restrictedProtocols": {"enabled": False}},
+}
+
+
+def chart_shedder_config(values: Path | None, color: str = "blue") -> str:
+    """haproxy.cfg of ``color``'s load shedder as the Helm chart renders it for ``values``
+    (None: the chart's defaults)."""
     import subprocess
 
     import yaml
@@ -554,15 +562,20 @@ def chart_shedder_config(values: Path, color: str = "blue") -> str:
     chart = Path(__file__).resolve().parents[3] / "charts" / "triton-deploy"
     if not chart.is_dir():
         raise SystemExit(f"--chart-values: the chart is not beside this package ({chart})")
-    overrides = yaml.safe_load(values.read_text()) or {}
+    overrides = (yaml.safe_load(values.read_text()) or {}) if values else {}
+    for key, value in _REQUIRED_VALUES.items():  # the user's values win
+        overrides[key] = {**value, **overrides.get(key, {})}
     helm = shutil.which("helm")
     if helm is not None:
-        rendered = subprocess.run(
-            [helm, "template", "bench", str(chart), "-f", str(values)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as merged:
+            merged.write(yaml.safe_dump(overrides))
+            merged.flush()
+            rendered = subprocess.run(
+                [helm, "template", "bench", str(chart), "-f", merged.name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         texts = [rendered]
     else:  # Helm's own engine, as the tests use it (helm-python-sdk)
         import helm_python
@@ -617,8 +630,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chart-values",
         type=Path,
-        help="shedder: run the Helm chart's sidecar configuration for these values (its "
-        "overload.maxInflight / maxQueued replace --max-inflight / --max-queued)",
+        nargs="?",
+        const=Path(),
+        help="shedder: run the Helm chart's sidecar configuration for these values (none: "
+        "the chart's defaults); its overload.maxInflight / maxQueued replace --max-inflight "
+        "/ --max-queued",
     )
     parser.add_argument(
         "--max-queue-size",
@@ -668,11 +684,12 @@ def main(argv: list[str] | None = None) -> int:
         shedder_config = None
         if args.mechanism == "shedder":
             max_inflight, max_queued = args.max_inflight, args.max_queued
-            if args.chart_values:
-                shedder_config = chart_shedder_config(args.chart_values)
+            if args.chart_values is not None:
+                given = args.chart_values if args.chart_values != Path() else None
+                shedder_config = chart_shedder_config(given)
                 max_inflight, max_queued = shedder_bounds(shedder_config)
             report.protection = f"load shedder: {max_inflight} in flight, {max_queued} queued" + (
-                f" (the chart's sidecar config for {args.chart_values})" if shedder_config else ""
+                " (the Helm chart's sidecar config)" if shedder_config else ""
             )
         else:
             size = args.max_queue_size or max(8, math.ceil(report.capacity_rps * 0.02))

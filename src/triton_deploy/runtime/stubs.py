@@ -103,10 +103,9 @@ class StubWatch:
         return any(not _alive(pid) for pid in list(self.known))
 
     def dead(self) -> list[tuple[str, Stub]]:
-        """The known stubs that exited since the last call, with their models; new stubs are
-        learnt at the same time."""
+        """The known stubs that exited since the last call, with their models (cheap: reads
+        only their own /proc entries; ``scan()`` learns new stubs)."""
         gone = [(model, stub) for pid, (model, stub) in self.known.items() if not _alive(pid)]
         for _, stub in gone:
             self.known.pop(stub.pid, None)
-        self.scan()
         return gone

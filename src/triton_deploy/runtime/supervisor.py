@@ -38,6 +38,7 @@ from triton_deploy.runtime.server import TritonServer, describe_exit
 
 _FAILED_STARTS = 3  # a helper that fails to start this many times in a row is given up
 _MAX_HELPER_BACKOFF_S = 1.0
+_SCAN_S = 2.0  # how often the whole process table is read for new stubs
 
 __all__ = ["Supervisor"]
 
@@ -65,6 +66,7 @@ class Supervisor:
         self.causes: list[str] = []
         self.gave_up: str | None = None  # why the supervisor stopped the server, if it did
         self._helper_deaths: collections.deque[float] = collections.deque()
+        self._last_scan = 0.0
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.2) -> int:
         """Supervise until ``stop`` is set (then drain and stop: exit code 0 when clean)."""
@@ -172,6 +174,10 @@ class Supervisor:
         watch = server.stub_watch
         if watch is None:
             return None
+        now = time.monotonic()
+        if now - self._last_scan >= _SCAN_S:  # new stubs (a model reloaded by an admin)
+            watch.scan()
+            self._last_scan = now
         for model, stub in watch.dead():
             state = self._model_state(model)
             if state != "READY":  # unloaded on purpose (an admin, tdeploy drain)
