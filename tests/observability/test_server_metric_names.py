@@ -34,6 +34,10 @@ EXTERNAL = {
     "up": "Prometheus, one per scraped target",
     "kube_deployment_spec_replicas": "kube-state-metrics",
     "kube_deployment_status_replicas_available": "kube-state-metrics",
+    # the shed-ratio alert reads the load shedder sidecar's own exporter (HAProxy, port 8404),
+    # not Triton's /metrics; tests/charts/test_chart_shedder.py checks the exporter's config
+    "haproxy_frontend_http_requests_total": "the shedder sidecar's HAProxy exporter",
+    "haproxy_frontend_intercepted_requests_total": "the shedder sidecar's HAProxy exporter",
 }
 # GPU metrics (label gpu_uuid) exist only where Triton sees a GPU: Triton's docs/user_guide/metrics.md
 # ("GPU Metrics"). They cannot be scraped on this CPU-only machine.
