@@ -269,26 +269,16 @@ class Cluster:
         )
 
     def patch(
-        self,
-        api_version: str,
-        plural: str,
-        name: str,
-        patch: dict[str, Any],
-        *,
-        dry_run: bool = False,
+        self, api_version: str, plural: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
         """A JSON merge patch; with ``metadata.resourceVersion`` in it, the server refuses it
-        (409) when the object changed since it was read. ``dry_run``: the API server runs every
-        check (schema, validation rules, admission webhooks) and returns the object as it would
-        store it, without storing it (``?dryRun=All``)."""
+        (409) when the object changed since it was read."""
         return self._call(
             "PATCH",
             _path(api_version, plural, self.namespace, name),
-            query=[("dryRun", "All")] if dry_run else None,
             body=patch,
             content_type=_MERGE_PATCH,
-            what=f"{'checking (server-side dry run) an update of' if dry_run else 'updating'} "
-            f"{plural}/{name}",
+            what=f"updating {plural}/{name}",
         )
 
     def delete(self, api_version: str, plural: str, name: str) -> None:
