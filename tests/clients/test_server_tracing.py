@@ -84,28 +84,49 @@ def traced_server(tmp_path: Path) -> Iterator[tuple[TritonServer, Collector]]:
         collector.shutdown()
 
 
+CALLS = 20
+
+
 def test_tritons_spans_join_the_callers_trace(
     traced_server: tuple[TritonServer, Collector],
 ) -> None:
+    """Each call made inside a span sends that span's traceparent; Triton's request span joins
+    the caller's trace as a child of the caller's span.
+
+    Not every call joins: Triton 2.51 (and its main branch as of 2026-12) reads the gRPC
+    metadata value as a NUL-terminated C string (``GrpcServerCarrier::Get`` in
+    src/grpc/infer_handler.h returns ``string_ref::data()``), so whatever bytes follow the 55
+    characters in memory make the W3C parser refuse the header now and then; Triton then
+    starts a trace of its own. Measured here: 166 of 200 calls joined. Every joined trace must
+    be parented right, and at least a quarter of the calls must join (none join when the client
+    sends nothing); one call is not enough to tell.
+    """
     server, collector = traced_server
     tracer = otel.TracerProvider().get_tracer("service")
+    callers: dict[str, str] = {}  # trace id -> the caller's span id
     with InferenceClient(server.grpc_url) as client:
         client.infer("identity", X=np.ones((1, 1), np.float32))  # outside any span
-        with tracer.start_as_current_span("handle-request") as span:
-            client.infer("identity", X=np.ones((1, 1), np.float32))
-    trace_id = format(span.get_span_context().trace_id, "032x")
-    span_id = format(span.get_span_context().span_id, "016x")
+        for _ in range(CALLS):
+            with tracer.start_as_current_span("handle-request") as span:
+                client.infer("identity", X=np.ones((1, 1), np.float32))
+            context = span.get_span_context()
+            callers[format(context.trace_id, "032x")] = format(context.span_id, "016x")
+    # every call's spans are exported, joined or not: 3 a call (request, model, compute)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(
-        s["traceId"] == trace_id for s in exported_spans(collector)
-    ):
+    while time.monotonic() < deadline and len(exported_spans(collector)) < 3 * (CALLS + 1):
         time.sleep(0.2)
     spans = exported_spans(collector)
-    joined = [s for s in spans if s["traceId"] == trace_id]
-    assert joined, f"{len(spans)} spans exported, none in the caller's trace"
-    # Triton's request span is a child of the caller's span; its other spans follow it
-    assert any(s.get("parentSpanId") == span_id for s in joined), joined
-    assert {s["traceId"] for s in spans} - {trace_id}  # the call outside the span: its own trace
+    joined = {s["traceId"] for s in spans} & callers.keys()
+    assert len(joined) >= CALLS // 4, (
+        f"{len(joined)} of {CALLS} calls made in a span joined the caller's trace "
+        f"({len(spans)} spans exported)"
+    )
+    for trace_id in joined:
+        request = [s for s in spans if s["traceId"] == trace_id and s["name"] == "InferRequest"]
+        # Triton's request span is a child of the caller's span; its other spans follow it
+        assert [s.get("parentSpanId") for s in request] == [callers[trace_id]], request
+    # the call outside any span, and calls whose header Triton misread: traces of their own
+    assert {s["traceId"] for s in spans} - callers.keys()
 
 
 def exported_spans(collector: Collector) -> list[dict[str, Any]]:
