@@ -8,6 +8,10 @@ blue/green aware.
         out = client.infer("digits", IMAGES=images)            # {"LABELS": ..., "PROBS": ...}
         big = client.infer_many("digits", IMAGES=many)         # any batch size, chunked
 
+    # a canary by weight without a gateway, and a shadow that compares answers:
+    InferenceClient(weights={"triton-blue:8001": 95, "triton-green:8001": 5})
+    InferenceClient("triton:8001", shadow=ShadowConfig("triton-preview:8001", sample=0.01))
+
 ``AsyncInferenceClient`` is the asyncio twin with the same methods. The client knows no model
 by name: typed clients for the example models live with the examples
 (``triton_deploy.build.examples.digits.client.DigitsClient``, ``...ctr.client.CtrClient``).
@@ -66,6 +70,7 @@ from ._errors import (
 from ._health import HealthReport
 from ._retry import RetryBudget, RetryPolicy
 from ._schema import ModelSchema, TensorSpec
+from ._shadow import ModelShadowStats, ShadowConfig, ShadowReport, Tolerance
 from ._validation import arrays_from_records
 
 __all__ = [
@@ -82,6 +87,7 @@ __all__ = [
     "InvalidInput",
     "ModelNotFound",
     "ModelSchema",
+    "ModelShadowStats",
     "ModelUnavailable",
     "NotReady",
     "PermissionDenied",
@@ -90,8 +96,11 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServerOverloaded",
+    "ShadowConfig",
+    "ShadowReport",
     "TensorSpec",
     "TlsError",
+    "Tolerance",
     "TransientError",
     "Unauthenticated",
     "Unavailable",

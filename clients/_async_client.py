@@ -20,7 +20,7 @@ from ._errors import (
     NotReady,
     Unavailable,
 )
-from ._health import HealthReport
+from ._health import HealthReport, combine_reports
 from ._pool import AsyncChannels, ChannelBook
 from ._retry import Deadline
 from ._schema import ModelSchema
@@ -54,19 +54,32 @@ class AsyncInferenceClient(BaseClient):
         book: ChannelBook[Any] = ChannelBook(self._new_triton_client, self.max_connection_age_s)
         self._channels = AsyncChannels(book, _close_triton_client)
         self._schema_fetches: dict[tuple[str, str], asyncio.Future[ModelSchema]] = {}
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
 
     def _new_triton_client(self) -> Any:
         return aioclient.InferenceServerClient(**self._triton_client_kwargs())
 
+    def _plain(self, url: str, options: dict[str, Any]) -> AsyncInferenceClient:
+        return AsyncInferenceClient(url, **options)
+
     @property
     def channels_opened(self) -> int:
         """See ``InferenceClient.channels_opened``."""
-        return self._channels.book.created
+        return self._channels.book.created + sum(int(r.channels_opened) for r in self._routes)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def aclose(self) -> None:
         """See ``InferenceClient.close``."""
         await self._channels.close()
+        for route in self._routes:
+            await route.aclose()
+        if self._shadow is not None:
+            self._shadow.closed = True  # copies still running are not counted
+            tasks = list(self._shadow_tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._shadow_client.aclose()
 
     async def __aenter__(self) -> AsyncInferenceClient:
         return self
@@ -82,6 +95,9 @@ class AsyncInferenceClient(BaseClient):
     # -- the retry loop ------------------------------------------------------------------------
     async def _rpc(self, call: Call, send: Callable[[Any, float], Awaitable[T]]) -> T:
         """See ``InferenceClient._rpc``."""
+        if call.route is not None and call.route is not self:  # weights: the call's endpoint
+            route: AsyncInferenceClient = call.route
+            return await route._rpc(call, send)
         while True:
             attempt_timeout = call.deadline.attempt_timeout(call.model)
             # The book's checkout/checkin are synchronous; only closing a channel is awaited,
@@ -120,9 +136,13 @@ class AsyncInferenceClient(BaseClient):
         call = self._options(
             model, version=version, timeout=timeout, headers=headers, what="model_schema"
         )
-        return await self._schema(call, stale=self._cached(model, version) if refresh else None)
+        home: AsyncInferenceClient = call.route or self
+        return await home._schema(call, stale=home._cached(model, version) if refresh else None)
 
     async def _schema(self, call: Call, *, stale: ModelSchema | None = None) -> ModelSchema:
+        if call.route is not None and call.route is not self:  # weights: the endpoint's cache
+            route: AsyncInferenceClient = call.route
+            return await route._schema(call, stale=stale)
         cached = self._cached(call.model, call.version)
         if cached is not None and cached is not stale:
             return cached
@@ -196,10 +216,14 @@ class AsyncInferenceClient(BaseClient):
         )
         given = self._merge_inputs(inputs, named_inputs)
         if not validate:
-            return await self._send(call, self._raw_request(given), None)
-        schema = await self._schema(call)
-        prepared, _ = self._validated(schema, given, outputs)
-        return await self._send_checked(call, schema, given, self._checked_request(prepared))
+            out = await self._send(call, self._raw_request(given), None)
+        else:
+            schema = await self._schema(call)
+            prepared, _ = self._validated(schema, given, outputs)
+            out = await self._send_checked(call, schema, given, self._checked_request(prepared))
+        if self._shadow is not None:
+            self._shadow_submit("infer", model, given, outputs, out)
+        return out
 
     async def _send(self, call: Call, request: list[Any], schema: ModelSchema | None) -> OutputMap:
         result = await self._rpc(
@@ -282,10 +306,59 @@ class AsyncInferenceClient(BaseClient):
         schema = await self._schema(call)
         many = (model, options, given, outputs, validate, chunk_size, max_concurrency)
         try:
-            return await self._many(schema, *many, replan=True)
+            out = await self._many(schema, *many, replan=True)
         except SchemaChanged as changed:
             # The model changed on the server (e.g. a new max_batch_size): plan again, once.
-            return await self._many(changed.schema, *many, replan=False)
+            out = await self._many(changed.schema, *many, replan=False)
+        if self._shadow is not None:
+            self._shadow_submit("infer_many", model, given, outputs, out)
+        return out
+
+    # -- shadow --------------------------------------------------------------------------------
+    def _shadow_submit(
+        self,
+        method: str,
+        model: str,
+        given: Mapping[str, Any],
+        outputs: Sequence[str] | None,
+        primary: OutputMap,
+    ) -> None:
+        """See ``InferenceClient._shadow_submit`` (here a task on the running loop)."""
+        sample = self._shadow_sample(model, given, primary)
+        if sample is None:
+            return
+        recorder = self._shadow
+        assert recorder is not None
+        try:
+            task = asyncio.get_running_loop().create_task(
+                self._shadow_call(method, model, *sample, outputs)
+            )
+        except Exception:  # the shadow never fails the primary call
+            recorder.release()
+            return
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow_call(
+        self,
+        method: str,
+        model: str,
+        inputs: dict[str, Any],
+        expected: OutputMap,
+        outputs: Sequence[str] | None,
+    ) -> None:
+        recorder = self._shadow
+        assert recorder is not None
+        try:
+            answer = await getattr(self._shadow_client, method)(model, inputs, outputs=outputs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure of the shadow is a result, never raised
+            recorder.record(model, expected, None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            recorder.record(model, expected, answer)
+        finally:
+            recorder.release()
 
     async def _many(
         self,
@@ -341,6 +414,10 @@ class AsyncInferenceClient(BaseClient):
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
         """See ``InferenceClient.is_server_live``."""
+        if self._routes:
+            return all(
+                [await r.is_server_live(timeout=timeout, headers=headers) for r in self._routes]
+            )
         call = self._options("", timeout=timeout, headers=headers, what="server_live")
         return bool(
             await self._rpc(
@@ -352,6 +429,10 @@ class AsyncInferenceClient(BaseClient):
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
         """See ``InferenceClient.is_server_ready``."""
+        if self._routes:
+            return all(
+                [await r.is_server_ready(timeout=timeout, headers=headers) for r in self._routes]
+            )
         call = self._options("", timeout=timeout, headers=headers, what="server_ready")
         return bool(
             await self._rpc(
@@ -368,6 +449,13 @@ class AsyncInferenceClient(BaseClient):
         headers: Headers | None = None,
     ) -> bool:
         """See ``InferenceClient.is_model_ready``."""
+        if self._routes:
+            return all(
+                [
+                    await r.is_model_ready(model, version, timeout=timeout, headers=headers)
+                    for r in self._routes
+                ]
+            )
         call = self._options(
             model, version=version, timeout=timeout, headers=headers, what="model_ready"
         )
@@ -392,6 +480,11 @@ class AsyncInferenceClient(BaseClient):
     ) -> HealthReport:
         """See ``InferenceClient.health``."""
         names = list(models)
+        if self._routes:
+            reports = [
+                await r.health(names, timeout=timeout, headers=headers) for r in self._routes
+            ]
+            return combine_reports(self.url, reports)
         try:
             live = await self.is_server_live(timeout=timeout, headers=headers)
             ready = await self.is_server_ready(timeout=timeout, headers=headers)

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import ssl as stdlib_ssl
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ._errors import (
 from ._pool import Channel
 from ._retry import Deadline, RetryBudget, RetryPolicy
 from ._schema import ModelSchema, TensorSpec
+from ._shadow import ShadowConfig, ShadowRecorder, ShadowReport
 from ._tracing import trace_context
 from ._types import (
     Array,
@@ -108,14 +110,19 @@ class Call:
     queue_timeout_us: int | None
     what: str = "infer"  # the RPC, for the log
     attempts: int = 0
+    #: A client with ``weights``: the endpoint's own client this call goes to (or None).
+    route: Any = None
 
 
 class BaseClient:
     """Options and shared logic; see ``InferenceClient`` for the parameters."""
 
+    #: Failed calls are logged at WARNING (not by a shadow's own client: see ShadowRecorder).
+    _log_failures = True
+
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy | None = None,
@@ -132,12 +139,16 @@ class BaseClient:
         creds: Any = None,
         channel_args: ChannelArgs = (),
         verbose: bool = False,
+        weights: Mapping[str, float] | None = None,
+        shadow: ShadowConfig | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url or "://" in url or url.strip() != url:
-            raise UsageError(
-                f"url must be host:port of Triton's gRPC endpoint (e.g. localhost:8001), "
-                f"got {url!r}"
-            )
+        split = _check_weights(weights, url)
+        if split:
+            url = split[0][0]
+        url = DEFAULT_URL if url is None else url
+        _check_url(url, "url")
+        if shadow is not None and not isinstance(shadow, ShadowConfig):
+            raise UsageError(f"shadow must be a ShadowConfig or None, got {shadow!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise UsageError(f"retry must be a RetryPolicy or None, got {retry!r}")
         if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
@@ -183,6 +194,73 @@ class BaseClient:
         }
         self._schemas: dict[Key, tuple[ModelSchema, float]] = {}  # schema, fetched at
         self._setup_channels()
+        # weights: one plain client per endpoint; each call goes to one of them (``_pick``).
+        # shadow: a plain client for the shadow endpoint, no retries. Both share the options.
+        options: dict[str, Any] = {
+            "timeout": timeout,
+            "retry": retry,
+            "retry_budget": retry_budget,
+            "max_connection_age_s": max_connection_age_s,
+            "max_concurrency": max_concurrency,
+            "metadata_ttl_s": metadata_ttl_s,
+            "headers": headers,
+            "compression": compression,
+            "ssl": ssl,
+            "root_certificates": root_certificates,
+            "private_key": private_key,
+            "certificate_chain": certificate_chain,
+            "creds": creds,
+            "channel_args": channel_args,
+            "verbose": verbose,
+        }
+        self._routes: list[Any] = [self._plain(u, options) for u, _ in split]
+        self._rotation = _SmoothWeights([w for _, w in split])
+        if split:
+            self.url = " + ".join(f"{u} ({w:g})" for u, w in split)
+        self._shadow: ShadowRecorder | None = None
+        self._shadow_client: Any = None
+        if shadow is not None:
+            self._shadow = ShadowRecorder(shadow)
+            self._shadow_client = self._plain(
+                shadow.url, options | {"retry": RetryPolicy.none(), "timeout": shadow.timeout}
+            )
+            # its failures are the shadow's results, logged by the recorder (rate-limited)
+            self._shadow_client._log_failures = False
+
+    def _plain(self, url: str, options: dict[str, Any]) -> Any:
+        """A client of this twin's kind for one endpoint, with ``options`` (no weights, no
+        shadow)."""
+        raise NotImplementedError
+
+    def _pick(self) -> Any:
+        """The endpoint client for the next call (weighted), or None without ``weights``."""
+        return self._routes[self._rotation.next()] if self._routes else None
+
+    @property
+    def shadow_stats(self) -> ShadowReport | None:
+        """The shadow comparisons so far (``shadow=ShadowConfig(...)``), or None."""
+        return self._shadow.report() if self._shadow is not None else None
+
+    def _shadow_sample(
+        self, model: str, given: Mapping[str, Any], primary: OutputMap
+    ) -> tuple[dict[str, Array], OutputMap] | None:
+        """For a sampled call with a free slot: copies of its inputs and of the primary's
+        outputs (the caller may change its arrays after the call returns). Never raises."""
+        recorder = self._shadow
+        if recorder is None or not recorder.sampled():
+            return None
+        try:
+            if not recorder.reserve(model):
+                return None
+        except Exception:  # the shadow never fails the primary call
+            return None
+        try:
+            inputs = {name: np.array(value, copy=True) for name, value in given.items()}
+            expected = {name: np.array(value, copy=True) for name, value in primary.items()}
+        except Exception:
+            recorder.release()
+            return None
+        return inputs, expected
 
     def _setup_channels(self) -> None:
         """Subclasses create their channel pool here."""
@@ -243,6 +321,7 @@ class BaseClient:
                 f"got {priority!r}"
             )
         return Call(
+            route=self._pick(),
             model=model,
             version=version,
             deadline=self._deadline(timeout),
@@ -283,7 +362,7 @@ class BaseClient:
             delay = None
             error.note_retry_budget_spent()
         if delay is None:
-            if logger.isEnabledFor(logging.WARNING):
+            if self._log_failures and logger.isEnabledFor(logging.WARNING):
                 logger.warning(
                     "%s %s failed after %d attempt(s) in %.3f s: %s",
                     call.what,
@@ -292,7 +371,7 @@ class BaseClient:
                     call.deadline.elapsed(),
                     error,
                 )
-        elif logger.isEnabledFor(logging.WARNING):
+        elif self._log_failures and logger.isEnabledFor(logging.WARNING):
             logger.warning(
                 "%s %s: attempt %d failed (%s); retrying in %.3f s, %.3f s left",
                 call.what,
@@ -407,6 +486,8 @@ class BaseClient:
         for key, (cached, _) in list(self._schemas.items()):
             if cached is schema:
                 self._schemas.pop(key, None)
+        for route in self._routes:
+            route._forget(schema)
 
     @staticmethod
     def _maybe_stale(error: ClientError) -> bool:
@@ -507,6 +588,59 @@ class BaseClient:
         )
         renumbered.rows = (start, stop)
         return renumbered
+
+
+class _SmoothWeights:
+    """Smooth weighted round-robin (as nginx and HAProxy balance): each pick goes to the
+    endpoint furthest behind its share, so any run of calls splits as the weights say, exactly
+    to within one call per endpoint, and the endpoints interleave (95/5: one call in twenty)."""
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        self.weights = list(weights)
+        self.total = sum(self.weights)
+        self.current = [0.0] * len(self.weights)
+        self.lock = threading.Lock()
+
+    def next(self) -> int:
+        with self.lock:
+            for i, weight in enumerate(self.weights):
+                self.current[i] += weight
+            best = max(range(len(self.current)), key=self.current.__getitem__)
+            self.current[best] -= self.total
+            return best
+
+
+def _check_url(url: object, option: str) -> None:
+    if not isinstance(url, str) or not url or "://" in url or url.strip() != url:
+        raise UsageError(
+            f"{option} must be host:port of Triton's gRPC endpoint (e.g. localhost:8001), "
+            f"got {url!r}"
+        )
+
+
+def _check_weights(weights: object, url: str | None) -> list[tuple[str, float]]:
+    """``weights={url: weight}`` as (url, weight) pairs; [] without weights."""
+    if weights is None:
+        return []
+    if url is not None:
+        raise UsageError(
+            "give url or weights, not both: weights={url_a: 95, url_b: 5} names every endpoint"
+        )
+    if not isinstance(weights, Mapping) or not weights:
+        raise UsageError(
+            f"weights must map endpoints to weights, e.g. {{'a:8001': 95, 'b:8001': 5}}, "
+            f"got {weights!r}"
+        )
+    split = []
+    for endpoint, weight in weights.items():
+        _check_url(endpoint, "weights: each endpoint")
+        number = _number(weight, f"weights[{endpoint!r}]")
+        if not 0 <= number < math.inf:
+            raise UsageError(f"weights[{endpoint!r}] must be >= 0 (finite), got {weight!r}")
+        split.append((endpoint, number))
+    if sum(w for _, w in split) <= 0:
+        raise UsageError(f"weights: at least one endpoint needs a weight above 0, got {weights!r}")
+    return split
 
 
 def chunk_slices(batch: int, size: int) -> list[slice]:

@@ -22,7 +22,7 @@ from ._errors import (
     NotReady,
     Unavailable,
 )
-from ._health import HealthReport
+from ._health import HealthReport, combine_reports
 from ._pool import ChannelBook, SyncChannels
 from ._retry import Deadline
 from ._schema import ModelSchema
@@ -77,6 +77,15 @@ class InferenceClient(BaseClient):
       ``TlsError``, not retried. ``creds``: a ready ``grpc.ChannelCredentials``.
     - ``channel_args``: extra gRPC channel arguments, overriding the defaults (message size
       limits, ``grpc.use_local_subchannel_pool``, short reconnect backoff).
+    - ``weights``: instead of ``url``, several endpoints and their weights, e.g.
+      ``{"triton-blue:8001": 95, "triton-green:8001": 5}``: each call goes to one of them
+      (smooth weighted round-robin: any run of calls splits as the weights say), with its
+      retries; each endpoint has its own channels and metadata cache. A canary by weight for
+      callers of this client where no gateway splits requests (README, "Canary and shadow").
+      ``health`` and ``wait_until_ready`` ask every endpoint.
+    - ``shadow``: a ``ShadowConfig``: a sampled copy of ``infer``/``infer_many`` calls goes to
+      another endpoint in the background, never delaying or failing the call, and the answers
+      are compared (``shadow_stats``, log lines, prometheus_client counters).
 
     Errors are ``ClientError`` subclasses (see ``triton_deploy.clients``). Calls are logged to
     the ``triton_deploy.clients`` logger (DEBUG; retries and failures at WARNING). With the
@@ -90,19 +99,33 @@ class InferenceClient(BaseClient):
         book: ChannelBook[Any] = ChannelBook(self._new_triton_client, self.max_connection_age_s)
         self._channels = SyncChannels(book, _close_triton_client)
         self._schema_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._shadow_pool: ThreadPoolExecutor | None = None  # made at the first shadow copy
+        self._shadow_pool_lock = threading.Lock()
 
     def _new_triton_client(self) -> Any:
         return grpcclient.InferenceServerClient(**self._triton_client_kwargs())
 
+    def _plain(self, url: str, options: dict[str, Any]) -> InferenceClient:
+        return InferenceClient(url, **options)
+
     @property
     def channels_opened(self) -> int:
         """How many gRPC channels this client has opened so far (recycling adds one each)."""
-        return self._channels.book.created
+        return self._channels.book.created + sum(int(r.channels_opened) for r in self._routes)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Close every channel. Calls still running fail with ``Cancelled``/``Unavailable``."""
         self._channels.close()
+        for route in self._routes:
+            route.close()
+        if self._shadow is not None:
+            self._shadow.closed = True  # copies still running are not counted
+            with self._shadow_pool_lock:
+                pool, self._shadow_pool = self._shadow_pool, None
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._shadow_client.close()
 
     def __enter__(self) -> InferenceClient:
         return self
@@ -118,6 +141,9 @@ class InferenceClient(BaseClient):
     # -- the retry loop ------------------------------------------------------------------------
     def _rpc(self, call: Call, send: Callable[[Any, float], T]) -> T:
         """``send(triton_client, attempt_timeout)`` with retries, within the call's deadline."""
+        if call.route is not None and call.route is not self:  # weights: the call's endpoint
+            route: InferenceClient = call.route
+            return route._rpc(call, send)
         while True:
             attempt_timeout = call.deadline.attempt_timeout(call.model)
             channel = self._channels.acquire()
@@ -150,9 +176,13 @@ class InferenceClient(BaseClient):
         call = self._options(
             model, version=version, timeout=timeout, headers=headers, what="model_schema"
         )
-        return self._schema(call, stale=self._cached(model, version) if refresh else None)
+        home: InferenceClient = call.route or self
+        return home._schema(call, stale=home._cached(model, version) if refresh else None)
 
     def _schema(self, call: Call, *, stale: ModelSchema | None = None) -> ModelSchema:
+        if call.route is not None and call.route is not self:  # weights: the endpoint's cache
+            route: InferenceClient = call.route
+            return route._schema(call, stale=stale)
         cached = self._cached(call.model, call.version)
         if cached is not None and cached is not stale:
             return cached
@@ -224,10 +254,14 @@ class InferenceClient(BaseClient):
         )
         given = self._merge_inputs(inputs, named_inputs)
         if not validate:
-            return self._send(call, self._raw_request(given), None)
-        schema = self._schema(call)
-        prepared, _ = self._validated(schema, given, outputs)
-        return self._send_checked(call, schema, given, self._checked_request(prepared))
+            out = self._send(call, self._raw_request(given), None)
+        else:
+            schema = self._schema(call)
+            prepared, _ = self._validated(schema, given, outputs)
+            out = self._send_checked(call, schema, given, self._checked_request(prepared))
+        if self._shadow is not None:
+            self._shadow_submit("infer", model, given, outputs, out)
+        return out
 
     def _send(self, call: Call, request: list[Any], schema: ModelSchema | None) -> OutputMap:
         result = self._rpc(
@@ -320,10 +354,60 @@ class InferenceClient(BaseClient):
         schema = self._schema(call)
         many = (model, options, given, outputs, validate, chunk_size, max_concurrency)
         try:
-            return self._many(schema, *many, replan=True)
+            out = self._many(schema, *many, replan=True)
         except SchemaChanged as changed:
             # The model changed on the server (e.g. a new max_batch_size): plan again, once.
-            return self._many(changed.schema, *many, replan=False)
+            out = self._many(changed.schema, *many, replan=False)
+        if self._shadow is not None:
+            self._shadow_submit("infer_many", model, given, outputs, out)
+        return out
+
+    # -- shadow --------------------------------------------------------------------------------
+    def _shadow_submit(
+        self,
+        method: str,
+        model: str,
+        given: Mapping[str, Any],
+        outputs: Sequence[str] | None,
+        primary: OutputMap,
+    ) -> None:
+        """A sampled copy of the call to the shadow, in the background (see ``ShadowConfig``)."""
+        sample = self._shadow_sample(model, given, primary)
+        if sample is None:
+            return
+        recorder = self._shadow
+        assert recorder is not None
+        try:
+            with self._shadow_pool_lock:
+                if self._shadow_pool is None and not recorder.closed:
+                    self._shadow_pool = ThreadPoolExecutor(
+                        recorder.config.max_in_flight, thread_name_prefix="tdeploy-shadow"
+                    )
+                pool = self._shadow_pool
+            if pool is None:
+                raise RuntimeError("closed")
+            pool.submit(self._shadow_call, method, model, *sample, outputs)
+        except Exception:  # closed meanwhile: the shadow never fails the primary call
+            recorder.release()
+
+    def _shadow_call(
+        self,
+        method: str,
+        model: str,
+        inputs: dict[str, Any],
+        expected: OutputMap,
+        outputs: Sequence[str] | None,
+    ) -> None:
+        recorder = self._shadow
+        assert recorder is not None
+        try:
+            answer = getattr(self._shadow_client, method)(model, inputs, outputs=outputs)
+        except Exception as exc:  # any failure of the shadow is a result, never raised
+            recorder.record(model, expected, None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            recorder.record(model, expected, answer)
+        finally:
+            recorder.release()
 
     def _many(
         self,
@@ -378,7 +462,9 @@ class InferenceClient(BaseClient):
     def is_server_live(
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
-        """Whether the server answers (``/v2/health/live``)."""
+        """Whether the server answers (``/v2/health/live``); with ``weights``, every one."""
+        if self._routes:
+            return all(r.is_server_live(timeout=timeout, headers=headers) for r in self._routes)
         call = self._options("", timeout=timeout, headers=headers, what="server_live")
         return bool(
             self._rpc(call, lambda c, t: c.is_server_live(headers=call.headers, client_timeout=t))
@@ -387,7 +473,10 @@ class InferenceClient(BaseClient):
     def is_server_ready(
         self, *, timeout: float | None = None, headers: Headers | None = None
     ) -> bool:
-        """Whether the server is ready for inference (``/v2/health/ready``)."""
+        """Whether the server is ready for inference (``/v2/health/ready``); with ``weights``,
+        every one."""
+        if self._routes:
+            return all(r.is_server_ready(timeout=timeout, headers=headers) for r in self._routes)
         call = self._options("", timeout=timeout, headers=headers, what="server_ready")
         return bool(
             self._rpc(call, lambda c, t: c.is_server_ready(headers=call.headers, client_timeout=t))
@@ -401,7 +490,13 @@ class InferenceClient(BaseClient):
         timeout: float | None = None,
         headers: Headers | None = None,
     ) -> bool:
-        """Whether ``model`` (a given ``version``, or its default) is loaded and ready."""
+        """Whether ``model`` (a given ``version``, or its default) is loaded and ready (with
+        ``weights``: on every endpoint)."""
+        if self._routes:
+            return all(
+                r.is_model_ready(model, version, timeout=timeout, headers=headers)
+                for r in self._routes
+            )
         call = self._options(
             model, version=version, timeout=timeout, headers=headers, what="model_ready"
         )
@@ -425,8 +520,12 @@ class InferenceClient(BaseClient):
         headers: Headers | None = None,
     ) -> HealthReport:
         """Server live/ready and each model's readiness; an unreachable server is reported
-        (``error``), not raised."""
+        (``error``), not raised. With ``weights``: every endpoint's, together."""
         names = list(models)
+        if self._routes:
+            return combine_reports(
+                self.url, [r.health(names, timeout=timeout, headers=headers) for r in self._routes]
+            )
         try:
             live = self.is_server_live(timeout=timeout, headers=headers)
             ready = self.is_server_ready(timeout=timeout, headers=headers)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HealthReport"]
+__all__ = ["HealthReport", "combine_reports"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +52,17 @@ class HealthReport:
             "models": dict(self.models),
             "error": self.error,
         }
+
+
+def combine_reports(url: str, reports: Sequence[HealthReport]) -> HealthReport:
+    """One report for several endpoints (a client with ``weights``): live, ready and each
+    model ready only where every endpoint is; the errors of all, named by endpoint."""
+    names = list(reports[0].models) if reports else []
+    errors = [f"{r.url}: {r.error}" for r in reports if r.error]
+    return HealthReport(
+        url,
+        all(r.live for r in reports),
+        all(r.ready for r in reports),
+        {name: all(r.models.get(name, False) for r in reports) for name in names},
+        "; ".join(errors) or None,
+    )

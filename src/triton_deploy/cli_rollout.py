@@ -226,6 +226,50 @@ def rollout(
     reports: Annotated[Path, typer.Option(help="Folder for the SLO run's reports.")] = Path(
         "reports/rollout"
     ),
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="bluegreen (one flip of the Services), canary (the GRPCRoute's weights step by "
+            "step, --steps) or shadow (the GRPCRoute mirrors requests to the new color first, "
+            "--shadow-duration). canary and shadow need the chart's gateway.enabled."
+        ),
+    ] = "bluegreen",
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            help="Canary weights of the new color in percent, ending at 100: 5,25,50,100."
+        ),
+    ] = None,
+    step_duration: Annotated[
+        str, typer.Option(help="How long each canary step is judged on the new color's metrics.")
+    ] = "2m",
+    shadow_duration: Annotated[
+        str, typer.Option(help="How long requests are mirrored to the new color and judged.")
+    ] = "10m",
+    shadow_percent: Annotated[
+        int | None,
+        typer.Option(
+            help="Percent of requests mirrored (Gateway API v1.3+ percent; default: every one)."
+        ),
+    ] = None,
+    shadow_metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Prometheus endpoint of clients that shadow calls (ShadowConfig): their "
+            "prediction divergence is judged too (repeatable)."
+        ),
+    ] = None,
+    max_divergence_ratio: Annotated[
+        float,
+        typer.Option(help="Shadow: divergent (or failed) / compared calls above this aborts."),
+    ] = 0.0,
+    route_timeout: Annotated[
+        str,
+        typer.Option(
+            help="How long the Gateway may take to accept a route change (0: do not wait for "
+            "the route's status)."
+        ),
+    ] = "2m",
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     helm: HelmBinary = "helm",
@@ -258,6 +302,10 @@ def rollout(
     [dim]tdeploy rollout --release triton -n ml --chart ./charts/triton-deploy \\
         --model-repository s3://models/triton/v2 --golden model_repository \\
         --slo loadtests/slo/staging.yaml[/]
+
+    Canary by weight or shadow first, through the chart's GRPCRoute (gateway.enabled):
+    [dim]--strategy canary --steps 5,25,50,100 --step-duration 2m[/],
+    [dim]--strategy shadow --shadow-duration 10m[/].
     """
     console = Console(stderr=True)
     access = _access(namespace, kubeconfig, context, helm)
@@ -275,6 +323,16 @@ def rollout(
             or 0.0,
             keep_old_replicas=keep_old_replicas,
             preview_url=preview_url,
+            **_strategy_settings(
+                strategy,
+                steps,
+                step_duration,
+                shadow_duration,
+                shadow_percent,
+                shadow_metrics,
+                max_divergence_ratio,
+                route_timeout,
+            ),
         )
         request = rollout_package.RolloutRequest(
             release=release,
@@ -306,6 +364,34 @@ def rollout(
     _finish(driver, console, lambda: driver.rollout(request), as_json=as_json)
 
 
+def _strategy_settings(
+    strategy: str,
+    steps: str | None,
+    step_duration: str,
+    shadow_duration: str,
+    shadow_percent: int | None,
+    shadow_metrics: list[str] | None,
+    max_divergence_ratio: float,
+    route_timeout: str,
+) -> dict[str, Any]:
+    """``Settings`` fields of --strategy canary / shadow (checked by ``RolloutRequest.check``)."""
+    rollout_package = _rollout_package()
+    if strategy not in ("bluegreen", "canary", "shadow"):
+        raise rollout_package.RolloutUsageError(
+            f"--strategy must be bluegreen, canary or shadow, got {strategy!r}"
+        )
+    return {
+        "strategy": strategy,
+        "canary_steps": rollout_package.parse_steps(steps) if steps else [],
+        "step_duration_s": _duration(step_duration, "--step-duration") or 0.0,
+        "shadow_duration_s": _duration(shadow_duration, "--shadow-duration") or 0.0,
+        "shadow_percent": shadow_percent,
+        "shadow_metrics": shadow_metrics or [],
+        "max_divergence_ratio": max_divergence_ratio,
+        "route_timeout_s": _duration(route_timeout, "--route-timeout") or 0.0,
+    }
+
+
 def promote(
     release: Release,
     namespace: Namespace,
@@ -318,6 +404,8 @@ def promote(
     """Promote the color a --manual rollout left waiting, and finish the rollout.
 
     Then the post-promotion analysis and the old color's scale-down run as the rollout asked.
+    During a canary's steps or a shadow phase, the remaining steps (or the rest of the phase)
+    are skipped: the new color is promoted now.
     """
     console = Console(stderr=True)
     driver = _driver(_access(namespace, kubeconfig, context, helm), console)
@@ -449,12 +537,38 @@ def status(
             out.print(f"  {last['message']}", highlight=False)
         for check in last["checks"]:
             out.print(f"  {check['name']}: {check['status']}: {check['summary']}", highlight=False)
+    traffic = report.get("traffic")
+    if traffic:
+        _print_traffic(out, traffic)
     if report["lock"]:
         lock = report["lock"]
         out.print(
             f"lock held by {lock['holder']} ({lock['purpose']}), {lock['expires_in_s']:.0f} s left",
             highlight=False,
         )
+
+
+def _print_traffic(out: Console, traffic: dict[str, Any]) -> None:
+    """The GRPCRoute's live weights, mirror and acceptance; the canary's steps so far."""
+    if "error" in traffic:
+        out.print(
+            f"GRPCRoute {traffic['route']}: [red]{escape(traffic['error'])}[/]", highlight=False
+        )
+        return
+    weights = ", ".join(f"{color} {weight} %" for color, weight in traffic["weights"].items())
+    mirror = traffic["mirror"]
+    mirrored = (
+        f"; mirror to {mirror['to']}"
+        + (f" ({mirror['percent']} %)" if mirror["percent"] is not None else "")
+        if mirror
+        else ""
+    )
+    state = "accepted" if traffic["accepted"] else f"[yellow]{escape(traffic['status'])}[/]"
+    out.print(f"GRPCRoute {traffic['route']}: {weights}{mirrored} ({state})", highlight=False)
+    phase = traffic.get("phase")
+    if phase and phase["history"]:
+        done = ", ".join(f"{s['weight']} % {s['status']}" for s in phase["history"])
+        out.print(f"  {phase['strategy']} steps {phase['steps']}: {done}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

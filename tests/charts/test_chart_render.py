@@ -35,6 +35,7 @@ from charttools import (
     render_error,
     scenario_values,
 )
+from gatewayapi import validate_grpcroute
 
 
 def both_colors_have_pods(values: dict[str, Any]) -> bool:
@@ -195,6 +196,9 @@ def test_scenario_objects_are_valid_kubernetes(chart: helm_python.Chart, scenari
     for doc in docs:
         what = f"{doc['kind']}/{doc['metadata']['name']}"
         key = (doc["apiVersion"], doc["kind"])
+        if key == ("gateway.networking.k8s.io/v1", "GRPCRoute"):
+            validate_grpcroute(doc)  # the upstream CRD, vendored (gatewayapi.py)
+            continue
         if key in CRD_SCHEMAS:
             jsonschema.validate(doc, CRD_SCHEMAS[key])
             continue
@@ -302,8 +306,12 @@ def test_switching_color_changes_only_the_services(chart: helm_python.Chart, sce
     assert blue.keys() == green.keys()
     changed = {path for path in blue if blue[path] != green[path]}
     # NOTES.txt is printed, not applied; everything applied but the Services is byte-identical,
-    # so no pod template changes and no pod of either color restarts.
-    assert changed == {"service.yaml", "NOTES.txt"}
+    # so no pod template changes and no pod of either color restarts. With the gateway on, the
+    # GRPCRoute's weights follow too (test_chart_gateway.py checks that only they change).
+    gateway = (
+        {"gateway.yaml"} if scenario_values(scenario).get("gateway", {}).get("enabled") else set()
+    )
+    assert changed == {"service.yaml", "NOTES.txt"} | gateway
     blue_svcs = by_kind(objects({"s": blue["service.yaml"]}), "Service")
     green_svcs = by_kind(objects({"s": green["service.yaml"]}), "Service")
     for name, svc in blue_svcs.items():

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import RolloutCluster, make_cluster, tiny_repository, write_golden
+from gateway import GatewayStandIn, gateway_values
+from harness import FULLNAME, RolloutCluster, make_cluster, tiny_repository, write_golden
 
 
 @pytest.fixture
@@ -35,3 +36,26 @@ def cluster(tmp_path: Path, repositories: dict[str, Path]) -> Iterator[RolloutCl
     with make_cluster(tmp_path / "cluster", repositories) as test_cluster:
         test_cluster.install()
         yield test_cluster
+
+
+@pytest.fixture
+def gateway_cluster(
+    tmp_path: Path, repositories: dict[str, Path]
+) -> Iterator[tuple[RolloutCluster, GatewayStandIn]]:
+    """The emulated cluster with the release installed with its GRPCRoute (gateway.enabled),
+    blue live serving version 1, and the stand-in gateway (gateway.py) serving the route."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy missing: run `bash .ci/system-deps`")
+    workdir = tmp_path / "cluster"
+    with make_cluster(workdir, repositories) as test_cluster:
+        test_cluster.install(gateway_values())
+        gateway = GatewayStandIn(workdir, test_cluster.emulator, test_cluster.kubelet, FULLNAME)
+        try:
+            test_cluster.wait_for(
+                lambda: bool(gateway.applied) and gateway.applied[-1][1]["blue"] == 100,
+                60,
+                "the gateway routing the GRPCRoute to blue",
+            )
+            yield test_cluster, gateway
+        finally:
+            gateway.stop()

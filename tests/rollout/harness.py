@@ -1,7 +1,7 @@
 """A cluster for the rollout driver's tests, made of real parts where they can run here.
 
 - Kubernetes API: kmock's ``KubernetesEmulator`` over real HTTP, in a background thread, with
-  a kubeconfig pointing at it. MOCKED, because no API server runs here: the emulator stores
+  a kubeconfig pointing at it (``apiserver.DryRunEmulator``: plus server-side dry runs). MOCKED, because no API server runs here: the emulator stores
   objects but runs no controllers, so ``Kubelet`` below plays the Deployment controller and
   the kubelet, and the API server's pod proxy (``/pods/NAME:PORT/proxy/...``) is a reaction
   that forwards to the real tritonserver standing for that pod.
@@ -45,6 +45,7 @@ import kmock
 import numpy as np
 import onnx
 import yaml
+from apiserver import DryRunEmulator
 from google.protobuf import text_format
 from onnx import TensorProto, helper
 from sidecartools import Sidecar, prestop_seconds
@@ -75,6 +76,7 @@ RESOURCES = {
     "policy/v1/poddisruptionbudgets": "PodDisruptionBudget",
     "autoscaling/v2/horizontalpodautoscalers": "HorizontalPodAutoscaler",
     "networking.k8s.io/v1/networkpolicies": "NetworkPolicy",
+    "gateway.networking.k8s.io/v1/grpcroutes": "GRPCRoute",
 }
 
 # Base values of the test release: CPU only, no admin Secret, short connection age and exit
@@ -245,7 +247,8 @@ class Emulator:
 
     def _serve(self) -> None:
         async def main() -> None:
-            async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
+            # kmock's emulator, plus server-side dry runs (apiserver.py)
+            async with DryRunEmulator() as emulator, kmock.Server(emulator) as server:
                 for resource, kind in RESOURCES.items():
                     emulator.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=True)
                 proxy = re.compile(r"/api/v1/namespaces/[^/]+/pods/[^/]+/proxy/.*")

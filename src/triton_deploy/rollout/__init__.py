@@ -1,4 +1,5 @@
-"""Blue/green rollouts of a triton-deploy Helm release, safe by themselves.
+"""Blue/green (and, through a Gateway API GRPCRoute, canary and shadow) rollouts of a
+triton-deploy Helm release, safe by themselves.
 
     from triton_deploy.rollout import ClusterAccess, RolloutDriver, RolloutRequest, Target
 
@@ -10,6 +11,8 @@ The Kubernetes API through the official ``kubernetes`` client (the ``k8s`` extra
 the real ``helm`` CLI as a subprocess (every call logged). Modules:
 
 - ``_driver``    ``RolloutDriver``: rollout, promote, abort, rollback, status (the steps)
+- ``_canary``    ``--strategy canary`` and ``shadow``: the GRPCRoute's weights and mirror, step
+  by step (``_traffic``: the route as values and as the cluster has it)
 - ``_analysis``  pre-promotion checks (readiness, parity, SLO) and the post-promotion verdict
 - ``_metrics``   Triton's Prometheus counters and summaries over a window
 - ``_release``   the release's objects and colors; what a helm upgrade would change
@@ -68,6 +71,7 @@ from ._release import (
     connection_drain_s,
     manifest_changes,
 )
+from ._traffic import StepRecord, TrafficState, parse_steps
 
 __all__ = [
     "Change",
@@ -99,14 +103,17 @@ __all__ = [
     "RolloutRequest",
     "RolloutUsageError",
     "Settings",
+    "StepRecord",
     "SwitchedBack",
     "Target",
+    "TrafficState",
     "WindowStats",
     "connection_drain_s",
     "lease_state",
     "manifest_changes",
     "parse_duration",
     "parse_manifest",
+    "parse_steps",
     "parse_triton_metrics",
     "validate_target",
     "window_stats",

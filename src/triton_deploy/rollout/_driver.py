@@ -48,6 +48,7 @@ from ._analysis import (
     check_slo,
     evaluate_window,
 )
+from ._canary import TrafficSteps
 from ._errors import (
     ClusterError,
     RepositoryRefused,
@@ -84,6 +85,7 @@ from ._release import (
     manifest_changes,
     other_color,
 )
+from ._traffic import follow_active_values
 
 __all__ = ["RolloutDriver"]
 
@@ -121,6 +123,8 @@ class RolloutDriver:
         self._cluster: Cluster | None = None
         self._helm: Helm | None = None
         self.helm_calls: list[HelmCall] = []
+        #: --strategy canary / shadow: the release's GRPCRoute (_canary.py).
+        self.traffic = TrafficSteps(self)
 
     # -- connections -------------------------------------------------------------------------------
     @property
@@ -342,6 +346,7 @@ class RolloutDriver:
                 "post-promotion analysis reads Triton's metrics, but triton.metrics.enabled is "
                 "false: enable them, or pass --analysis-window 0 to promote without analysis"
             )
+        self.traffic.preflight(state, record)
 
     def _scale_down_delay(self, state: ReleaseState, record: RolloutRecord, color: str) -> float:
         """The explicit delay, else the color's connection drain time + endpoint propagation."""
@@ -455,7 +460,11 @@ class RolloutDriver:
                         self._say(head="[bold]waiting for promotion[/]: ", text=f"{record.message}")
                         return record
                     record.result = Result.RUNNING
-                    record.phase = Phase.PROMOTING
+                    record.phase = self.traffic.after_gate(record)
+                elif phase is Phase.CANARY:
+                    self.traffic.step_canary(state, store, record, lock)
+                elif phase is Phase.SHADOWING:
+                    self.traffic.step_shadow(state, store, record, lock)
                 elif phase is Phase.PROMOTING:
                     self._step_promote(state, record, lock)
                 elif phase is Phase.POST_ANALYSIS:
@@ -638,7 +647,7 @@ class RolloutDriver:
             if result.failed:
                 self._fail(record, result, promoted=False)
                 return
-        record.phase = Phase.AWAITING_PROMOTION
+        record.phase = self.traffic.after_analysis(record)
 
     def _scrape(self, state: ReleaseState, color: str) -> dict[str, Sample]:
         """Each running pod of ``color``: its Triton counters (through the API server proxy)."""
@@ -669,21 +678,24 @@ class RolloutDriver:
             return
         current = self.refresh(state, manifest=True)
         if current.live != new:
-            planned = self._dry_run(
-                current, record.chart, {"activeColor": new}, "tdeploy promote (dry run)"
-            )
+            # With the gateway on, the GRPCRoute's weights follow activeColor (an explicit
+            # trafficSplit, e.g. a canary's 100 %, is cleared): one flip moves every request.
+            flip = {"activeColor": new} | follow_active_values(current.values)
+            planned = self._dry_run(current, record.chart, flip, "tdeploy promote (dry run)")
             outside = [
-                c for c in manifest_changes(current.manifest, planned) if c.kind != "Service"
+                c
+                for c in manifest_changes(current.manifest, planned)
+                if c.kind not in ("Service", "GRPCRoute")
             ]
             if outside:
                 raise RolloutUsageError(
-                    "promoting would change more than the two Services: "
+                    "promoting would change more than the two Services (and the GRPCRoute): "
                     + "; ".join(c.describe() for c in outside)
                 )
             self._say(
                 head="[bold]promoting[/] ", text=f"{new}: the active Service now selects {new}"
             )
-            self._upgrade(current, record, lock, {"activeColor": new}, f"promote {new}")
+            self._upgrade(current, record, lock, flip, f"promote {new}")
         record.promoted_at = record.promoted_at or now()
         if record.settings.analysis_window_s > 0 and not record.baseline:
             record.baseline = self._scrape(current, new)
@@ -788,6 +800,7 @@ class RolloutDriver:
 
     def _step_abort(self, state: ReleaseState, record: RolloutRecord, lock: RolloutLock) -> None:
         """Before promotion: the live color never changed; the idle color goes down."""
+        self.traffic.reset(state, record, lock)  # a canary's weights, a mirror: back at once
         idle = record.to_color
         failed_at = record.failed_at or now()
         delay = record.settings.abort_scale_down_delay_s
@@ -810,7 +823,8 @@ class RolloutDriver:
         current = self.refresh(state)
         if current.live != old:
             self._say(head="[bold red]switching back[/] ", text=f"to {old}")
-            self._upgrade(current, record, lock, {"activeColor": old}, f"switch back to {old}")
+            back = {"activeColor": old} | follow_active_values(current.values)
+            self._upgrade(current, record, lock, back, f"switch back to {old}")
             record.switched_back_at = now()
             store.save(record)
         switched = record.switched_back_at or now()
@@ -828,7 +842,8 @@ class RolloutDriver:
         state = self.load(release)
         store = self._store(state)
         record = store.current()
-        if record is None or record.phase is not Phase.AWAITING_PROMOTION:
+        mid = self.traffic.mid_phase(record)  # a canary's steps, a shadow phase: skip the rest
+        if record is None or (record.phase is not Phase.AWAITING_PROMOTION and not mid):
             where = (
                 f"the last rollout ({record.id}) is {record.result.value} at step "
                 f"{record.phase.value}"
@@ -838,7 +853,11 @@ class RolloutDriver:
             raise RolloutUsageError(f"nothing to promote: {where}")
         if chart:
             record.chart = chart
+        if mid and (held := self.traffic.running_elsewhere(state)) is not None:
+            return self.traffic.ask_running(store, record, "promote", held)
         with self._lock(state, f"promote {record.id} → {record.to_color}") as lock:
+            if mid:
+                self.traffic.skip_to_promotion(state, record, lock)
             return self._run(state, store, record, lock, request=None, promote=True)
 
     def abort(self, release: str, *, chart: str | None = None) -> RolloutRecord:
@@ -851,6 +870,8 @@ class RolloutDriver:
             raise RolloutUsageError("no rollout in progress to abort")
         if chart:
             record.chart = chart
+        if self.traffic.mid_phase(record) and (held := self.traffic.running_elsewhere(state)):
+            return self.traffic.ask_running(store, record, "abort", held)
         with self._lock(state, f"abort {record.id}") as lock:
             record.result = Result.RUNNING
             promoted = state.live == record.to_color or record.promoted_at is not None
@@ -1021,6 +1042,7 @@ class RolloutDriver:
             "last_rollout": last,
             "lock": lease,
             "history": store.history(),
+            "traffic": self.traffic.status(state, record),
         }
 
 

@@ -269,16 +269,26 @@ class Cluster:
         )
 
     def patch(
-        self, api_version: str, plural: str, name: str, patch: dict[str, Any]
+        self,
+        api_version: str,
+        plural: str,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """A JSON merge patch; with ``metadata.resourceVersion`` in it, the server refuses it
-        (409) when the object changed since it was read."""
+        (409) when the object changed since it was read. ``dry_run``: the API server runs every
+        check (schema, validation rules, admission webhooks) and returns the object as it would
+        store it, without storing it (``?dryRun=All``)."""
         return self._call(
             "PATCH",
             _path(api_version, plural, self.namespace, name),
+            query=[("dryRun", "All")] if dry_run else None,
             body=patch,
             content_type=_MERGE_PATCH,
-            what=f"updating {plural}/{name}",
+            what=f"{'checking (server-side dry run) an update of' if dry_run else 'updating'} "
+            f"{plural}/{name}",
         )
 
     def delete(self, api_version: str, plural: str, name: str) -> None:

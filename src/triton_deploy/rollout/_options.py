@@ -166,6 +166,7 @@ class RolloutRequest(BaseModel):
     def check(self) -> None:
         """Everything that can be checked without a cluster (files, URIs, tags)."""
         validate_target(self.target)
+        self._check_strategy()
         chart = Path(self.chart)
         if (
             (self.chart.startswith((".", "/")) or chart.exists())
@@ -196,3 +197,15 @@ class RolloutRequest(BaseModel):
                 )
         if self.spec is not None and not self.spec.is_file():
             raise RolloutUsageError(f"--spec {self.spec}: no such file")
+
+    def _check_strategy(self) -> None:
+        settings = self.settings
+        strategy = settings.strategy
+        if strategy == "canary" and not settings.canary_steps:
+            raise RolloutUsageError("--strategy canary needs --steps, e.g. --steps 5,25,50,100")
+        if strategy != "canary" and settings.canary_steps:
+            raise RolloutUsageError(f"--steps is for --strategy canary, not {strategy}")
+        if strategy != "shadow" and settings.shadow_metrics:
+            raise RolloutUsageError(f"--shadow-metrics is for --strategy shadow, not {strategy}")
+        if strategy != "shadow" and settings.shadow_percent is not None:
+            raise RolloutUsageError(f"--shadow-percent is for --strategy shadow, not {strategy}")

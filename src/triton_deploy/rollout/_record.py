@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._kube import Cluster
+from ._traffic import TrafficState
 
 __all__ = [
     "CheckResult",
@@ -53,6 +54,9 @@ class Phase(StrEnum):
     ABORTING = "aborting"  # a check failed before promotion: the idle color scaled down
     SWITCHING_BACK = "switching-back"  # a check failed after promotion: activeColor back
     DONE = "done"
+    # --strategy canary / shadow (a release with the chart's GRPCRoute, gateway.enabled):
+    SHADOWING = "shadowing"  # the route mirrors requests to the new color; its metrics judged
+    CANARY = "canary"  # the route's weights step up; each step judged on the new color's metrics
 
 
 class Result(StrEnum):
@@ -121,6 +125,17 @@ class Settings(BaseModel):
     abort_scale_down_delay_s: float = Field(30.0, ge=0)
     keep_old_replicas: int = Field(0, ge=0)
     preview_url: str | None = None
+    # --strategy canary / shadow: traffic moves through the release's GRPCRoute.
+    strategy: Literal["bluegreen", "canary", "shadow"] = "bluegreen"
+    canary_steps: list[int] = Field(default_factory=list)
+    step_duration_s: float = Field(120.0, gt=0)
+    shadow_duration_s: float = Field(600.0, gt=0)
+    shadow_percent: int | None = Field(None, ge=1, le=100)
+    #: Prometheus endpoints of clients that shadow calls (triton_deploy.clients ShadowConfig).
+    shadow_metrics: list[str] = Field(default_factory=list)
+    max_divergence_ratio: float = Field(0.0, ge=0, le=1)
+    #: How long a Gateway may take to accept a route change (0: do not wait for its status).
+    route_timeout_s: float = Field(120.0, ge=0)
 
 
 class RolloutRecord(BaseModel):
@@ -157,6 +172,8 @@ class RolloutRecord(BaseModel):
     old_replicas: int | None = None
     #: sha256 of the target repository's manifest.json, as verified before the rollout began.
     manifest_digest: str | None = None
+    #: A canary or shadow phase: the route's weights and mirror, the steps so far.
+    traffic: TrafficState | None = None
 
     @property
     def in_progress(self) -> bool:
@@ -178,6 +195,8 @@ class RolloutRecord(BaseModel):
             "message": self.message,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "strategy": self.settings.strategy,
+            "weights": dict(self.traffic.weights) if self.traffic else None,
         }
 
 

@@ -115,6 +115,7 @@ KINDS = {  # kind -> (apiVersion for the URL, plural)
     "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
     "ServiceMonitor": ("monitoring.coreos.com/v1", "servicemonitors"),
     "PrometheusRule": ("monitoring.coreos.com/v1", "prometheusrules"),
+    "GRPCRoute": ("gateway.networking.k8s.io/v1", "grpcroutes"),
 }
 _BOOKKEEPING = {"resourceVersion", "generation", "uid", "creationTimestamp", "managedFields"}
 
