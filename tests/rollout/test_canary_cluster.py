@@ -35,7 +35,7 @@ def args(cluster: RolloutCluster, *extra: str, uri: str = "s3://models/v2") -> l
         "rollout", "--release", RELEASE, "--chart", str(CHART), "--model-repository", uri,
         "--preview-url", cluster.proxy.url("preview"), "--analysis-window", "0",
         "--analysis-interval", "0.5s", "--scale-down-delay", "3s",
-        "--abort-scale-down-delay", "1s", "--ready-timeout", "120s", "--route-timeout", "60s",
+        "--abort-scale-down-delay", "1s", "--ready-timeout", "180s", "--route-timeout", "60s",
         *extra,
     ]  # fmt: skip
 
