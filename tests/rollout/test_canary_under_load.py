@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import datetime
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
