@@ -50,7 +50,7 @@ def route_weights(cluster: RolloutCluster) -> dict[str, int]:
 
 
 def wait_step(
-    cluster: RolloutCluster, step: int, rollout: Background, timeout: float = 180
+    cluster: RolloutCluster, step: int, rollout: Background, timeout: float = 420
 ) -> dict[str, Any]:
     """Until the running canary judges step ``step`` (0-based); returns the record."""
     found: dict[str, Any] = {}
