@@ -4,6 +4,7 @@ logging and chunking. No I/O happens here."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -193,6 +194,8 @@ class BaseClient:
             "channel_args": list(args.items()),
         }
         self._schemas: dict[Key, tuple[ModelSchema, float]] = {}  # schema, fetched at
+        self._forgotten: dict[Key, ModelSchema] = {}  # dropped for a new version (_remember)
+        self._answered_versions: dict[str, set[str]] = {}  # model -> versions not in its schema
         self._setup_channels()
         # weights: one plain client per endpoint; each call goes to one of them (``_pick``).
         # shadow: a plain client for the shadow endpoint, no retries. Both share the options.
@@ -456,6 +459,7 @@ class BaseClient:
             # The server answered with a version the cached metadata does not list: a new
             # version was loaded. Forget the metadata; the next call fetches it again.
             if version and version not in schema.versions:
+                self._answered_versions.setdefault(schema.name, set()).add(version)
                 self._forget(schema)
         names = [output.name for output in response.outputs]
         if schema is not None and len(names) > 1:  # the model's declared order, not the wire's
@@ -480,12 +484,25 @@ class BaseClient:
         return schema
 
     def _remember(self, model: str, version: str, schema: ModelSchema) -> None:
-        self._schemas[(model, version)] = (schema, time.monotonic())
+        key = (model, version)
+        entry = self._schemas.get(key)
+        before = entry[0] if entry is not None else self._forgotten.get(key)
+        answered = self._answered_versions.pop(model, set())
+        if before is not None and dataclasses.replace(before, versions=schema.versions) == schema:
+            # The same inputs and outputs as the schema it replaces: a version was added, or
+            # behind a canary (or during a blue/green move) two servers answer with different
+            # versions of the same model. Keep every version seen, so that answers from either
+            # do not refetch the metadata each time.
+            versions = tuple(sorted(set(before.versions) | set(schema.versions) | answered))
+            schema = dataclasses.replace(schema, versions=versions)
+        self._forgotten.pop(key, None)
+        self._schemas[key] = (schema, time.monotonic())
 
     def _forget(self, schema: ModelSchema) -> None:
         for key, (cached, _) in list(self._schemas.items()):
             if cached is schema:
                 self._schemas.pop(key, None)
+                self._forgotten[key] = cached
         for route in self._routes:
             route._forget(schema)
 

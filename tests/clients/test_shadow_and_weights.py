@@ -181,3 +181,52 @@ def test_sampling_follows_the_rate() -> None:
     assert 800 < hits < 1200
     assert not any(ShadowRecorder(ShadowConfig("s:1", sample=0.0)).sampled() for _ in range(1000))
     assert all(ShadowRecorder(ShadowConfig("s:1", sample=1.0)).sampled() for _ in range(1000))
+
+
+# --- one cache, two versions -------------------------------------------------------------------
+class _Answer:
+    """A stand-in for tritonclient's InferResult: only the version and no outputs."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def get_response(self) -> Any:
+        return type("Response", (), {"model_version": self.version, "outputs": []})()
+
+
+def _schema(versions: tuple[str, ...], dims: int = 1) -> Any:
+    from triton_deploy.clients import ModelSchema, TensorSpec
+
+    return ModelSchema(
+        name="m",
+        versions=versions,
+        platform="onnxruntime_onnx",
+        max_batch_size=8,
+        inputs=(TensorSpec("X", "FP32", (-1, dims)),),
+        outputs=(TensorSpec("Y", "FP32", (-1, 1)),),
+    )
+
+
+def test_answers_from_two_versions_of_one_model_refetch_the_metadata_once_not_every_time() -> None:
+    """Behind a gateway that splits requests between a version 1 and a version 2 of the same
+    model (a canary), a cached schema that listed only one version was dropped at every answer
+    of the other one and fetched again: two extra calls each time, which also skewed a
+    round-robin gateway's split (found by tests/rollout/test_canary_under_load.py)."""
+    client = InferenceClient("127.0.0.1:1")
+    try:
+        client._remember("m", "", _schema(("1",)))
+        client._decode(_Answer("2"), client._cached("m", ""))  # green answers: a new version?
+        assert client._cached("m", "") is None  # so the metadata is fetched again...
+        client._remember("m", "", _schema(("1",)))  # ...from blue, which lists only "1"
+        merged = client._cached("m", "")
+        assert merged is not None and merged.versions == ("1", "2")
+        for version in ("1", "2", "1", "2"):
+            client._decode(_Answer(version), merged)
+            assert client._cached("m", "") is merged  # no more refetches
+        client._decode(_Answer("3"), merged)  # a really new version: fetched again
+        assert client._cached("m", "") is None
+        client._remember("m", "", _schema(("3",), dims=2))  # its inputs changed: no merging
+        changed = client._cached("m", "")
+        assert changed is not None and changed.versions == ("3",)
+    finally:
+        client.close()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from harness import NAMESPACE, Emulator, Kubelet
+from harness import BASE_VALUES, NAMESPACE, Emulator, Kubelet
 
 from triton_deploy.runtime.server import free_port
 
@@ -137,7 +137,10 @@ class GatewayStandIn:
         lines = [
             "global",
             f"  stats socket {self.socket_path} mode 600 level admin",
+            "  log stdout format raw local0",
             "defaults",
+            "  log global",
+            "  option httplog",
             "  mode http",
             "  timeout connect 2s",
             "  timeout client 120s",
@@ -157,11 +160,12 @@ class GatewayStandIn:
         config = workdir / "gateway.cfg"
         config.write_text("\n".join(lines) + "\n")
         subprocess.run(["haproxy", "-c", "-q", "-f", str(config)], check=True)
-        self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        #: HAProxy's request log (one line per request, with its termination state).
+        self.log = workdir / "gateway.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                ["haproxy", "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 10
         while not self.socket_path.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -217,14 +221,20 @@ class GatewayStandIn:
             servers[color] = server.grpc_port if server is not None else None
         wanted = {"weights": weights, "servers": servers, "mirror": mirror}
         if wanted != self.state:
+            # Only what changed: re-setting a server's address drops its connections.
+            before_servers = self.state.get("servers") or {}
+            before_weights = self.state.get("weights") or {}
             for color in COLORS:
                 port = servers[color]
                 if port is None:
-                    self.admin(f"disable server route/{color}")
+                    if before_servers.get(color) is not None or not self.state:
+                        self.admin(f"disable server route/{color}")
                     continue
-                self.admin(f"set server route/{color} addr 127.0.0.1 port {port}")
-                self.admin(f"set weight route/{color} {weights[color]}")
-                self.admin(f"enable server route/{color}")
+                if port != before_servers.get(color):
+                    self.admin(f"set server route/{color} addr 127.0.0.1 port {port}")
+                if port != before_servers.get(color) or weights[color] != before_weights.get(color):
+                    self.admin(f"set weight route/{color} {weights[color]}")
+                    self.admin(f"enable server route/{color}")
             mirror_port = servers.get(mirror[0]) if mirror else None
             self.mirror.set_mirror(
                 f"127.0.0.1:{mirror_port}" if mirror and mirror_port else None,
@@ -274,5 +284,17 @@ class GatewayStandIn:
 
 
 def gateway_values(parent: str = "inference-gateway") -> dict[str, Any]:
-    """Values of a test release with the chart's GRPCRoute."""
-    return {"gateway": {"enabled": True, "parentRefs": [{"name": parent, "namespace": NAMESPACE}]}}
+    """Values of a test release with the chart's GRPCRoute.
+
+    The servers run without a max connection age: behind a gateway, the gateway's own
+    connections to the pods carry the traffic and its weights move each request, so nothing
+    waits for connections to age (the rollouts pass --scale-down-delay, as the driver asks when
+    clients do not need the age). HAProxy 2.6 in HTTP/2 mode also mishandles a server that
+    ages its connections out now and then: one call in some ten thousand ended without gRPC
+    trailers (HAProxy logged "SD", a server abort mid-response) where a TCP proxy would pass
+    the reset on as UNAVAILABLE, which the client retries."""
+    grpc = {"maxConnectionAgeMs": 0, "maxConnectionAgeGraceMs": 0}
+    return {
+        "gateway": {"enabled": True, "parentRefs": [{"name": parent, "namespace": NAMESPACE}]},
+        "triton": {**BASE_VALUES["triton"], "grpc": grpc},
+    }

@@ -35,7 +35,7 @@ def args(cluster: RolloutCluster, *extra: str, uri: str = "s3://models/v2") -> l
         "rollout", "--release", RELEASE, "--chart", str(CHART), "--model-repository", uri,
         "--preview-url", cluster.proxy.url("preview"), "--analysis-window", "0",
         "--analysis-interval", "0.5s", "--scale-down-delay", "3s",
-        "--abort-scale-down-delay", "1s", "--ready-timeout", "120s", "--route-timeout", "60s",
+        "--abort-scale-down-delay", "1s", "--ready-timeout", "180s", "--route-timeout", "60s",
         *extra,
     ]  # fmt: skip
 
@@ -50,7 +50,7 @@ def route_weights(cluster: RolloutCluster) -> dict[str, int]:
 
 
 def wait_step(
-    cluster: RolloutCluster, step: int, rollout: Background, timeout: float = 180
+    cluster: RolloutCluster, step: int, rollout: Background, timeout: float = 420
 ) -> dict[str, Any]:
     """Until the running canary judges step ``step`` (0-based); returns the record."""
     found: dict[str, Any] = {}

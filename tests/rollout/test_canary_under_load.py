@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,8 @@ def rollout(
         "rollout", "--release", RELEASE, "--chart", str(CHART), "--model-repository", uri,
         "--golden", str(golden), "--preview-url", cluster.proxy.url("preview"),
         "--analysis-interval", "1s", "--min-requests", "20", "--max-error-ratio", "0.01",
-        "--ready-timeout", "120s", "--abort-scale-down-delay", "1s", "--route-timeout", "60s",
-        "--json", *extra,
+        "--ready-timeout", "180s", "--abort-scale-down-delay", "1s", "--route-timeout", "60s",
+        "--scale-down-delay", "3s", "--json", *extra,
     )  # fmt: skip
 
 
@@ -131,7 +132,7 @@ def test_canary_steps_hold_their_weights_per_request_with_no_failed_request(
     assert not gateway.errors and not cluster.kubelet.errors
 
     failed = [a for a in answers if not a.ok]
-    assert not failed, failed[:5]
+    assert not failed, (failed[:5], [(t - started, w) for t, w, _ in gateway.applied])
     measured = []
     for weight, start, end in windows(gateway, finished):
         if start < started:
@@ -182,9 +183,13 @@ def test_a_bad_canary_is_rolled_back_at_its_first_step_within_its_share(
     moves = [(t, w["green"]) for t, w, _ in gateway.applied if t > started]
     assert [w for _, w in moves] == [10, 0], gateway.applied  # one step, then back at once
     (step_at, _), (back_at, _) = moves
+    failed_at = datetime.fromisoformat(data["failed_at"]).timestamp()  # the check failed
+    assert back_at - failed_at <= 5.0, back_at - failed_at  # the route went back at once
     failures = [a for a in answers if a.version is None]
     assert failures, "the bad version failed no request: the test proves nothing"
-    assert all("above 0.9" in a.text for a in failures), failures[:3]
+    assert all("input above 0.9 not supported" in a.text for a in failures), [
+        a for a in failures if "above 0.9" not in a.text
+    ][:3]
     assert all(step_at <= a.t <= back_at + SETTLE_S for a in failures)
     during = [a for a in answers if step_at <= a.t <= back_at]
     count, percent = share(answers, step_at, back_at)
@@ -199,11 +204,14 @@ def test_a_bad_canary_is_rolled_back_at_its_first_step_within_its_share(
     assert not (values.get("trafficSplit") or {}).get("green")
     print(
         f"\n[bad canary under load] {len(answers)} answers; step 10 % set at "
-        f"+{step_at - started:.1f} s, traffic back to 0 % {back_at - step_at:.1f} s later "
+        f"+{step_at - started:.1f} s, traffic back to 0 % {back_at - step_at:.1f} s later, "
+        f"{back_at - failed_at:.2f} s after the check failed "
         f"({len(failures)} failed of {len(during)} requests in that time, "
         f"{100 * len(failures) / max(len(during), 1):.2f} %; version 2 answered {percent:.1f} %); "
-        f"rollout exited 3 after {finished - started:.1f} s"
+        f"rollout exited 3 after {finished - started:.1f} s; the failed check: "
+        f"{checks['canary 10%']['summary']} {checks['canary 10%']['numbers']}"
     )
+    (tmp_path / "rollout.err").write_text(result.stderr)
 
 
 def test_shadow_phase_mirrors_to_green_while_clients_see_only_blue(
@@ -235,14 +243,16 @@ def test_shadow_phase_mirrors_to_green_while_clients_see_only_blue(
     during = [a for a in answers if mirror_on <= a.t <= mirror_off]
     assert len(during) >= 200
     assert {a.version for a in answers if a.t < promoted} == {1.0}  # clients saw blue only
-    # Green answered the mirrored copies: its own counters, as the driver judged them.
+    # A copy of every request went to green, which answered them all; the driver judged them
+    # on green's own counters (until its last reading, a moment before the mirror went off).
+    copies = gateway.mirror.mirrored
+    assert copies >= 0.95 * len(during) and gateway.mirror.mirror_failures == 0, copies
     mirrored = int(shadow["numbers"]["requests"])
-    assert mirrored >= 0.8 * len(during), (mirrored, len(during))
-    assert gateway.mirror.mirror_failures == 0
+    assert mirrored >= 0.6 * len(during), (mirrored, len(during))
     print(
         f"\n[shadow under load] {len(answers)} answers; mirror on for "
-        f"{mirror_off - mirror_on:.1f} s: {len(during)} answers, all from blue; green served "
-        f"{mirrored} mirrored requests (its own metrics: {shadow['summary']}); promoted "
+        f"{mirror_off - mirror_on:.1f} s: {len(during)} answers, all from blue; {copies} copies "
+        f"sent to green, {mirrored} judged (its own metrics: {shadow['summary']}); promoted "
         f"{promoted - mirror_off:.1f} s after the mirror went off; rollout took "
         f"{finished - started:.1f} s"
     )

@@ -56,6 +56,7 @@ from ._traffic import (
     follow_active_values,
     gateway_enabled,
     merge_patch,
+    reset_patch,
     route_accepted,
     route_from_manifest,
     route_mirror,
@@ -267,30 +268,54 @@ class TrafficSteps:
 
     def reset(self, state: ReleaseState, record: RolloutRecord, lock: RolloutLock) -> None:
         """Put the route back as it was before this rollout moved it: the new color's weight to
-        0 % and the mirror off (``activeColor`` was never flipped). At once: no dry run, this
-        returns to what served before. Nothing to do when nothing was moved."""
+        0 % and the mirror off (``activeColor`` was never flipped). At once: the live GRPCRoute
+        is patched first, without dry runs (it returns to what served before), then the
+        release's values follow with a helm upgrade that renders that same route. Nothing to do
+        when nothing was moved."""
         traffic = record.traffic
         if traffic is None or not self.uses_route(record):
             return
         driver = self.driver
+        new, old = record.to_color, record.from_color
+        if driver._live_color(state.objects, state.release) != old:
+            return  # promoted: activeColor decides now (a switch back flips it)
+        said = False
+
+        def say() -> None:
+            nonlocal said
+            if not said:
+                driver._say(
+                    head="[bold red]traffic back[/] ",
+                    text=f"to {old}: {new} gets 0 % of the GRPCRoute's requests"
+                    + (", mirror off" if traffic.mirroring else ""),
+                )
+            said = True
+
+        # 1. At once, one API call: the live route.
+        try:
+            live = self.live_route(state)
+            patch = reset_patch(live, self.services(state), live=old)
+            if patch is not None:
+                say()
+                lock.ensure_held()
+                name = str(live["metadata"]["name"])
+                driver.cluster.patch(GRPCROUTE_API, GRPCROUTE_PLURAL, name, patch)
+                driver._say(f"  GRPCRoute {name} patched: {old} 100 %, {new} 0 %, no mirror")
+        except ClusterError as exc:  # the helm upgrade below does it too, only slower
+            driver._say(head="[yellow]warning[/]: ", text=f"patching the route failed: {exc}")
+        # 2. The release's values follow (they render that same route).
         current = driver.refresh(state)
-        if current.live != record.from_color:
-            return  # promoted: activeColor decides now (switch back flips it)
         overrides = follow_active_values(current.values)
         if traffic.mirroring:
             before = traffic.shadow_before or {}
             overrides["shadow"] = {key: before.get(key) for key in ("enabled", "percent")}
-        if not overrides:
-            return
-        new, old = record.to_color, record.from_color
-        driver._say(
-            head="[bold red]traffic back[/] ",
-            text=f"to {old}: {new} gets 0 % of the GRPCRoute's requests"
-            + (", mirror off" if traffic.mirroring else ""),
-        )
-        driver._upgrade(current, record, lock, overrides, f"{new} to 0 %, mirror off")
+        if overrides:
+            say()
+            driver._upgrade(current, record, lock, overrides, f"{new} to 0 %, mirror off")
         traffic.weights = {old: 100, new: 0}
         traffic.mirroring = False
+        if not said:
+            return
         after = driver.refresh(state)
         mirror = _values_mirror(after.values, after.live)
         try:
@@ -324,6 +349,9 @@ class TrafficSteps:
                 head=f"[bold]canary {label}[/] ",
                 text=f"{new} {weight} %, {old} {100 - weight} % of the GRPCRoute's requests",
             )
+            # Counted from before the route changes: every request the step sends to the new
+            # color is judged, also those while the change is applied.
+            traffic.baseline = self.driver._scrape(state, new)
             try:
                 self.set_route(
                     state,
@@ -339,7 +367,6 @@ class TrafficSteps:
                 self.fail(state, record, lock, check)
                 return
             traffic.weights = {c: want[c] for c in COLORS}
-            traffic.baseline = self.driver._scrape(state, new)
             traffic.step_started_at = now()
             traffic.history.append(StepRecord(weight=weight, started_at=traffic.step_started_at))
             store.save(record)
@@ -462,6 +489,8 @@ class TrafficSteps:
                 f"of the GRPCRoute to {new} for {settings.shadow_duration_s:g} s; {old} serves "
                 "every answer",
             )
+            traffic.baseline = self.driver._scrape(state, new)  # before any copy arrives
+            traffic.mirroring = True  # from here on, a reset turns the mirror off again
             try:
                 self.set_route(
                     state,
@@ -476,9 +505,7 @@ class TrafficSteps:
                 check = CheckResult(name="route", status=CheckStatus.FAILED, summary=str(exc))
                 self.fail(state, record, lock, check)
                 return
-            traffic.mirroring = True
             traffic.weights = {old: 100, new: 0}
-            traffic.baseline = self.driver._scrape(state, new)
             if settings.shadow_metrics:
                 traffic.divergence_baseline = read_divergence(settings.shadow_metrics)
             traffic.shadow_started_at = now()

@@ -14,6 +14,7 @@ Service ``<active Service>-<color>``; ``trafficSplit.<color>`` sets the weights 
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Mapping
 from datetime import datetime
@@ -32,6 +33,7 @@ __all__ = [
     "gateway_enabled",
     "merge_patch",
     "parse_steps",
+    "reset_patch",
     "route_accepted",
     "route_from_manifest",
     "route_mirror",
@@ -219,3 +221,25 @@ def merge_patch(old: Any, new: Any) -> Any:
         elif old[key] != value:
             patch[key] = merge_patch(old[key], value)
     return patch
+
+
+def reset_patch(
+    route: Mapping[str, Any], services: Mapping[str, str], *, live: str
+) -> dict[str, Any] | None:
+    """A merge patch that gives ``live`` 100 % of the route and every other color 0 %, with no
+    RequestMirror filter (what the chart renders with trafficSplit unset and shadow off); None
+    when the route already is so."""
+    rules = copy.deepcopy(list((route.get("spec") or {}).get("rules") or []))
+    for rule in rules:
+        for ref in rule.get("backendRefs") or []:
+            color = services.get(str(ref.get("name", "")))
+            if color is not None:
+                ref["weight"] = 100 if color == live else 0
+        filters = [f for f in rule.get("filters") or [] if f.get("type") != "RequestMirror"]
+        if filters:
+            rule["filters"] = filters
+        else:
+            rule.pop("filters", None)
+    if rules == list((route.get("spec") or {}).get("rules") or []):
+        return None
+    return {"spec": {"rules": rules}}
