@@ -55,6 +55,9 @@ class MirrorProxy:
         self._copies = ThreadPoolExecutor(8, thread_name_prefix="mirror-copy")
         self.mirrored = 0  # copies sent
         self.mirror_failures = 0  # copies the mirror answered with an error (thrown away)
+        self.mirror_dropped = 0  # copies in flight when the mirror was turned off
+        self.failures: list[str] = []
+        self.inferred_at: list[float] = []  # when the mirror answered each ModelInfer copy
         self.server = grpc.server(
             ThreadPoolExecutor(32, thread_name_prefix="mirror-proxy"), options=_CHANNEL_OPTIONS
         )
@@ -101,8 +104,17 @@ class MirrorProxy:
         self.mirrored += 1
         try:
             channel.unary_unary(method)(request, timeout=10, metadata=metadata)
-        except (grpc.RpcError, ValueError):  # ValueError: the channel was closed meanwhile
-            self.mirror_failures += 1
+        except (grpc.RpcError, ValueError) as exc:  # ValueError: the channel was closed
+            with self._lock:
+                turned_off = channel is not self._mirror
+            if turned_off:  # the mirror went off mid-copy: a gateway drops such copies too
+                self.mirror_dropped += 1
+            else:
+                self.mirror_failures += 1
+                self.failures.append(repr(exc)[:300])
+        else:
+            if method.endswith("/ModelInfer"):
+                self.inferred_at.append(time.time())
 
     def stop(self) -> None:
         self.server.stop(grace=1).wait(5)

@@ -246,9 +246,16 @@ def test_shadow_phase_mirrors_to_green_while_clients_see_only_blue(
     # A copy of every request went to green, which answered them all; the driver judged them
     # on green's own counters (until its last reading, a moment before the mirror went off).
     copies = gateway.mirror.mirrored
-    assert copies >= 0.95 * len(during) and gateway.mirror.mirror_failures == 0, copies
+    assert copies >= 0.95 * len(during), (copies, len(during))
+    assert gateway.mirror.mirror_failures == 0, gateway.mirror.failures
+    # The driver's last reading comes at least --shadow-duration (10 s) after the mirror went on
+    # (it starts counting once the gateway accepted the route); turning the mirror off again
+    # (a helm upgrade) takes a loaded machine seconds more, so compare with the copies green
+    # answered in the first 10 s, not with all of them.
     mirrored = int(shadow["numbers"]["requests"])
-    assert mirrored >= 0.6 * len(during), (mirrored, len(during))
+    answered = gateway.mirror.inferred_at
+    in_phase = [t for t in answered if mirror_on <= t <= mirror_on + 10]
+    assert 0.95 * len(in_phase) <= mirrored <= len(answered), (mirrored, len(in_phase))
     print(
         f"\n[shadow under load] {len(answers)} answers; mirror on for "
         f"{mirror_off - mirror_on:.1f} s: {len(during)} answers, all from blue; {copies} copies "
