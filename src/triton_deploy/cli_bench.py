@@ -8,6 +8,8 @@ is ``tdeploy bench run MODEL --goals``); the other benchmarks are its sub-comman
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -325,47 +327,26 @@ def tune(
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def overload(ctx: typer.Context) -> None:
-    """Overload protection and graceful drain on the real server (options: --help)."""
-    from triton_deploy.bench import overload as benchmark
+def _passthrough(module: str, doc: str) -> Callable[[typer.Context], None]:
+    """A sub-command that hands its arguments to ``triton_deploy.bench.<module>.main``."""
 
-    raise typer.Exit(code=benchmark.main(list(ctx.args)))
+    def command(ctx: typer.Context) -> None:
+        benchmark = importlib.import_module(f"triton_deploy.bench.{module}")
+        raise typer.Exit(code=benchmark.main(list(ctx.args)))
 
-
-def tracing(ctx: typer.Context) -> None:
-    """What tracing (the inference log) costs, per --trace setting (options: --help)."""
-    from triton_deploy.bench import tracing as benchmark
-
-    raise typer.Exit(code=benchmark.main(list(ctx.args)))
-
-
-def client_overhead(ctx: typer.Context) -> None:
-    """The client library's cost next to raw tritonclient (options: --help)."""
-    from triton_deploy.bench import client_overhead as benchmark
-
-    raise typer.Exit(code=benchmark.main(list(ctx.args)))
-
-
-def analyzer(ctx: typer.Context) -> None:
-    """tdeploy tune next to NVIDIA's Model Analyzer on the same model (options: --help)."""
-    from triton_deploy.bench import analyzer as benchmark
-
-    raise typer.Exit(code=benchmark.main(list(ctx.args)))
-
-
-def readme(ctx: typer.Context) -> None:
-    """The README's performance table and plots: from committed raw data, or measured anew."""
-    from triton_deploy.bench import rawdata
-
-    raise typer.Exit(code=rawdata.main(list(ctx.args)))
+    command.__doc__ = doc
+    return command
 
 
 bench_app.command("run")(bench)
-for _name, _command in (
-    ("overload", overload),
-    ("tracing", tracing),
-    ("client-overhead", client_overhead),
-    ("analyzer", analyzer),
-    ("readme", readme),
-):
-    bench_app.command(_name, context_settings=_PASSTHROUGH, add_help_option=False)(_command)
+for _name, _module, _doc in (
+    ("overload", "overload", "Overload protection and graceful drain on the real server (options: --help)."),
+    ("tracing", "tracing", "What tracing (the inference log) costs, per --trace setting (options: --help)."),
+    ("client-overhead", "client_overhead", "The client library's cost next to raw tritonclient (options: --help)."),
+    ("client-shadow", "client_shadow", "What client-side shadowing costs the primary call's p99 (options: --help)."),
+    ("analyzer", "analyzer", "tdeploy tune next to NVIDIA's Model Analyzer on the same model (options: --help)."),
+    ("readme", "rawdata", "The README's performance table and plots: from committed raw data, or measured anew."),
+):  # fmt: skip
+    bench_app.command(_name, context_settings=_PASSTHROUGH, add_help_option=False)(
+        _passthrough(_module, _doc)
+    )

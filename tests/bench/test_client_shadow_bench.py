@@ -21,7 +21,7 @@ def test_client_shadow_bench_runs_and_writes_every_round(
     out = tmp_path / "client_shadow.json"
     url = triton_server.grpc_url  # primary and shadow on one server: a smoke run
     result = subprocess.run(
-        [sys.executable, "-m", "triton_deploy.bench.client_shadow", "--url", url,
+        [str(Path(sys.executable).parent / "tdeploy"), "bench", "client-shadow", "--url", url,
          "--shadow-url", url, "--model", "digits", "--sample", "0.5", "--rounds", "2",
          "--duration", "1", "--warmup", "0.3", "--concurrency", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=300,

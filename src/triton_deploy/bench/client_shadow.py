@@ -1,7 +1,7 @@
 """What client-side shadowing costs the primary call: its p99 with a shadow, next to without.
 
-    python -m triton_deploy.bench.client_shadow --serve model_repository --model MODEL
-    python -m triton_deploy.bench.client_shadow --url PRIMARY:8001 --shadow-url SHADOW:8001 \
+    tdeploy bench client-shadow --serve model_repository --model MODEL
+    tdeploy bench client-shadow --url PRIMARY:8001 --shadow-url SHADOW:8001 \
         --model MODEL [--sample 0.01] [--rounds 7] [--duration 10] [--concurrency 4]
 
 ``--serve`` starts two local tritonservers on the repository, one as the primary and one as the
@@ -184,7 +184,7 @@ def summary(results: list[Round], sample: float) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m triton_deploy.bench.client_shadow", description=__doc__.splitlines()[0]
+        prog="tdeploy bench client-shadow", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--url", help="primary gRPC endpoint host:port")
     parser.add_argument("--shadow-url", help="shadow gRPC endpoint host:port")
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         data = {
-            "command": "python -m triton_deploy.bench.client_shadow "
+            "command": "tdeploy bench client-shadow "
             + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -236,7 +236,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         args.out.write_text(json.dumps(data, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
