@@ -23,9 +23,7 @@ The measured split and times are printed (run with -s to see them).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -34,46 +32,13 @@ from typing import Any
 import pytest
 from gateway import GatewayStandIn
 from harness import CHART, RELEASE, RolloutCluster, bad_repository, write_golden
-from test_rollout_under_load import LOCUSTFILE, USERS, Answer, read_answers
+from locustload import Answer, Load
 
 pytestmark = pytest.mark.server
 
 STEPS = (10, 50, 100)
 TOLERANCE_PP = 3.0
 SETTLE_S = 0.5  # answers right after a weight change may have been sent before it
-
-
-class GatewayLoad:
-    """Locust, headless, constant load on ``host`` until stopped (every answer logged)."""
-
-    def __init__(self, cluster: RolloutCluster, host: str, workdir: Path) -> None:
-        self.answers = workdir / "answers"
-        env = dict(cluster.env, TINY_ANSWERS=str(self.answers))
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-                "--only-summary", "-u", str(USERS), "-r", str(USERS), "-t", "900s",
-                "--host", host, "--csv", str(workdir / "locust"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while len(read_answers(self.answers)) < 100:
-            assert self.process.poll() is None, self.process.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "locust sent no load"
-            time.sleep(0.5)
-
-    def stop(self) -> list[Answer]:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-        return read_answers(self.answers)
 
 
 def rollout(
@@ -109,7 +74,7 @@ def test_canary_steps_hold_their_weights_per_request_with_no_failed_request(
     gateway_cluster: tuple[RolloutCluster, GatewayStandIn], golden_v2: Path, tmp_path: Path
 ) -> None:
     cluster, gateway = gateway_cluster
-    load = GatewayLoad(cluster, gateway.url, tmp_path)
+    load = Load(cluster, gateway.url, tmp_path)
     started = time.time()
     try:
         result = rollout(
@@ -159,7 +124,7 @@ def test_a_bad_canary_is_rolled_back_at_its_first_step_within_its_share(
     cluster.repositories["s3://models/v2-bad"] = bad
     write_golden(bad, 2)  # its golden case stays below 0.9: parity passes
     blue = cluster.kubelet.ready_server("blue")
-    load = GatewayLoad(cluster, gateway.url, tmp_path)
+    load = Load(cluster, gateway.url, tmp_path)
     started = time.time()
     try:
         result = rollout(
@@ -218,7 +183,7 @@ def test_shadow_phase_mirrors_to_green_while_clients_see_only_blue(
     gateway_cluster: tuple[RolloutCluster, GatewayStandIn], golden_v2: Path, tmp_path: Path
 ) -> None:
     cluster, gateway = gateway_cluster
-    load = GatewayLoad(cluster, gateway.mirror.url, tmp_path)  # through the mirroring stand-in
+    load = Load(cluster, gateway.mirror.url, tmp_path)  # through the mirroring stand-in
     started = time.time()
     try:
         result = rollout(

@@ -17,94 +17,20 @@ The measured times are printed (run with -s to see them).
 
 from __future__ import annotations
 
-import glob
 import json
-import signal
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from harness import AGE_S, CHART, GRACE_S, RELEASE, RolloutCluster, bad_repository, write_golden
+from locustload import Load
 
 pytestmark = pytest.mark.server
 
-LOCUSTFILE = Path(__file__).resolve().parent / "locust_tiny.py"
-USERS = 6  # x 20 req/s each
 # gRPC adds up to +10 % jitter to the max connection age; the adapter polls every 0.15 s and a
 # busy 2-core machine delays the GOAWAY handling and the logging a little.
 MOVE_BOUND_S = AGE_S * 1.1 + GRACE_S + 1.5
-
-
-@dataclass
-class Answer:
-    t: float
-    version: float | None  # None: failed
-    ok: bool
-    text: str
-
-
-def read_answers(prefix: Path) -> list[Answer]:
-    answers = []
-    for path in glob.glob(f"{prefix}.*"):
-        for line in Path(path).read_text().splitlines():
-            stamp, rest = line.split(" ", 1)
-            if rest.startswith("fail"):
-                answers.append(Answer(float(stamp), None, False, rest))
-                continue
-            version, y, x = (float(v) for v in rest.split())
-            correct = version in (1.0, 2.0) and abs(y - (x * version + version)) <= 1e-5
-            answers.append(Answer(float(stamp), version, correct, rest))
-    return sorted(answers, key=lambda a: a.t)
-
-
-class Load:
-    """Locust, headless, constant load on the active Service until stopped."""
-
-    def __init__(self, cluster: RolloutCluster, workdir: Path) -> None:
-        self.answers = workdir / "answers"
-        env = dict(cluster.env, TINY_ANSWERS=str(self.answers))
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(LOCUSTFILE),
-                "--headless",
-                "--only-summary",
-                "-u",
-                str(USERS),
-                "-r",
-                str(USERS),
-                "-t",
-                "600s",
-                "--host",
-                cluster.proxy.url("active"),
-                "--csv",
-                str(workdir / "locust"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 120
-        while len(read_answers(self.answers)) < 100:
-            assert self.process.poll() is None, self.process.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "locust sent no load"
-            time.sleep(0.5)
-
-    def stop(self) -> list[Answer]:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-        return read_answers(self.answers)
 
 
 def switch_time(cluster: RolloutCluster, color: str, after: float = 0.0) -> float:
@@ -129,7 +55,7 @@ def test_rollout_under_load_moves_every_client_without_a_failed_request(
     cluster: RolloutCluster, golden_v2: Path, tmp_path: Path
 ) -> None:
     blue_pid = cluster.kubelet.ready_server("blue").pid  # type: ignore[union-attr]
-    load = Load(cluster, tmp_path)
+    load = Load(cluster, cluster.proxy.url("active"), tmp_path, run_time="600s")
     started = time.time()
     try:
         result = rollout(cluster, "s3://models/v2", golden_v2, window="8s")
@@ -172,7 +98,7 @@ def test_bad_version_switches_back_by_itself_and_blue_never_stops(
     write_golden(bad, 2)  # its golden case stays below 0.9: parity passes
     blue = cluster.kubelet.ready_server("blue")
     assert blue is not None
-    load = Load(cluster, tmp_path)
+    load = Load(cluster, cluster.proxy.url("active"), tmp_path, run_time="600s")
     started = time.time()
     window = 20.0
     try:

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
+import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from triton_deploy.runtime.server import free_port
+
+TDEPLOY = Path(sys.executable).parent / "tdeploy"
 
 SLEEPY_MODEL = """
 import time
@@ -81,3 +92,75 @@ def shm_prefix_of(pid: int) -> str:
 
 def shm_regions(prefix: str) -> list[str]:
     return sorted(name for name in os.listdir("/dev/shm") if name.startswith(prefix))
+
+
+class Serve:
+    """`tdeploy serve` in a real process on free ports, its output read in the background;
+    ready once it printed its banner."""
+
+    def __init__(self, repository: Path, *extra: str, ready_timeout_s: float = 120) -> None:
+        self.grpc_port = free_port()
+        self.url = f"127.0.0.1:{self.grpc_port}"
+        self.process = subprocess.Popen(
+            [
+                str(TDEPLOY), "serve", "--repository", str(repository),
+                "--grpc-port", str(self.grpc_port), "--http-port", str(free_port()),
+                "--metrics-port", str(free_port()), "--no-log-server", *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {"COLUMNS": "200"},
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for("  stop:", ready_timeout_s)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lock:
+                self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float = 60) -> str:
+        """The first line printed that holds ``text`` (an event awaited, not a timing bound)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                line = next((line for line in self.lines if text in line), None)
+            if line is not None:
+                return line
+            if time.monotonic() > deadline or (
+                self.process.poll() is not None and not self._reader.is_alive()
+            ):
+                raise AssertionError(f"{text!r} never printed:\n{self.output}")
+            time.sleep(0.05)
+
+    def child(self, name: str) -> psutil.Process:
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            if child.name() == name:
+                return child
+        raise AssertionError(f"no {name} under serve")
+
+    def ready(self) -> bool:
+        with grpcclient.InferenceServerClient(self.url) as client:
+            try:
+                return bool(client.is_server_ready(client_timeout=2))
+            except Exception:
+                return False
+
+    def stop(self, sig: signal.Signals | None = signal.SIGTERM, timeout_s: float = 60) -> int:
+        """Send ``sig`` (None: send nothing) unless it has exited, wait for the exit and for
+        the rest of its output; its exit code."""
+        if sig is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout_s)
+        self._reader.join(timeout=10)
+        return code

@@ -15,13 +15,12 @@ from pathlib import Path
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
-from servingtools import python_model, shm_prefix_of, shm_regions
+from servingtools import Serve, python_model, shm_prefix_of, shm_regions
 
 from triton_deploy.errors import PortInUseError
 from triton_deploy.runtime.server import TritonServer, free_port
 
 pytestmark = pytest.mark.server
-TDEPLOY = Path(sys.executable).parent / "tdeploy"
 
 
 @pytest.fixture
@@ -47,62 +46,12 @@ def _wait_until(condition: object, timeout_s: float = 60) -> bool:
     return False
 
 
-class Serve:
-    """`tdeploy serve` in a real process, read until its ready banner."""
-
-    def __init__(self, repository: Path, *extra: str) -> None:
-        self.grpc_port = free_port()
-        self.process = subprocess.Popen(
-            [
-                str(TDEPLOY),
-                "serve",
-                "--repository",
-                str(repository),
-                "--grpc-port",
-                str(self.grpc_port),
-                "--http-port",
-                str(free_port()),
-                "--metrics-port",
-                str(free_port()),
-                "--no-log-server",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=os.environ | {"COLUMNS": "200"},
-        )
-        self.output: list[str] = []
-        self.read_until("  stop:")
-
-    def read_until(self, marker: str) -> str:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if marker in line:
-                return line
-        raise AssertionError(f"{marker!r} never printed:\n{''.join(self.output)}")
-
-    def tritonserver(self) -> psutil.Process:
-        children = psutil.Process(self.process.pid).children()
-        return next(p for p in children if p.name() == "tritonserver")
-
-    def ready(self) -> bool:
-        with grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}") as client:
-            try:
-                return bool(client.is_server_ready(client_timeout=2))
-            except Exception:
-                return False
-
-
 @pytest.fixture
 def serve_processes() -> Iterator[list[Serve]]:
     started: list[Serve] = []
     yield started
     for serve in started:  # a failed test must not leave a server behind
-        if serve.process.poll() is None:
-            serve.process.send_signal(signal.SIGTERM)
-            serve.process.communicate(timeout=60)
+        serve.stop()
 
 
 def test_sigkill_of_serve_leaves_no_process_and_no_shared_memory(
@@ -110,7 +59,7 @@ def test_sigkill_of_serve_leaves_no_process_and_no_shared_memory(
 ) -> None:
     serve = Serve(model_repository)
     serve_processes.append(serve)
-    triton = serve.tritonserver()
+    triton = serve.child("tritonserver")
     stubs = triton.children()
     assert len(stubs) >= 5  # one Python backend stub per model instance
     prefix = shm_prefix_of(triton.pid)
@@ -171,16 +120,14 @@ def test_serve_restarts_a_crashed_server_and_says_why(
 ) -> None:
     serve = Serve(echo_repository, "--max-restarts", "2")
     serve_processes.append(serve)
-    first = serve.tritonserver()
+    first = serve.child("tritonserver")
     first.send_signal(signal.SIGSEGV)
-    cause = serve.read_until("tritonserver killed")
+    cause = serve.wait_for("tritonserver killed")
     assert "killed by SIGSEGV (signal 11)" in cause
-    serve.read_until("tritonserver restarted: ready")
+    serve.wait_for("tritonserver restarted: ready")
     assert serve.ready()
-    assert serve.tritonserver().pid != first.pid
-    serve.process.send_signal(signal.SIGTERM)
-    rest, _ = serve.process.communicate(timeout=60)
-    assert serve.process.returncode == 0, rest
+    assert serve.child("tritonserver").pid != first.pid
+    assert serve.stop() == 0, serve.output
 
 
 def test_serve_gives_up_after_max_restarts(
@@ -188,23 +135,20 @@ def test_serve_gives_up_after_max_restarts(
 ) -> None:
     serve = Serve(echo_repository, "--max-restarts", "1")
     serve_processes.append(serve)
-    serve.tritonserver().kill()
-    serve.read_until("tritonserver restarted: ready")
-    serve.tritonserver().kill()
-    rest, _ = serve.process.communicate(timeout=60)
-    assert serve.process.returncode == 1
-    assert "giving up: 1 restarts within 600 s" in rest
+    serve.child("tritonserver").kill()
+    serve.wait_for("tritonserver restarted: ready")
+    serve.child("tritonserver").kill()
+    assert serve.stop(None) == 1, serve.output
+    assert "giving up: 1 restarts within 600 s" in serve.output
 
 
 def test_sighup_drains_and_stops_serve(echo_repository: Path, serve_processes: list[Serve]) -> None:
     """Closing the terminal sends SIGHUP: drain and stop, leaving nothing behind."""
     serve = Serve(echo_repository)
     serve_processes.append(serve)
-    triton = serve.tritonserver()
-    serve.process.send_signal(signal.SIGHUP)
-    rest, _ = serve.process.communicate(timeout=60)
-    assert serve.process.returncode == 0, rest
-    assert "SIGHUP: stopping" in rest and "drained 1 models" in rest
+    triton = serve.child("tritonserver")
+    assert serve.stop(signal.SIGHUP) == 0, serve.output
+    assert "SIGHUP: stopping" in serve.output and "drained 1 models" in serve.output
     assert _gone(triton)
 
 

@@ -14,8 +14,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,10 +23,10 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
-from servingtools import python_model
+from servingtools import Serve, python_model
 from tritonclient.utils import InferenceServerException
 
-from triton_deploy.runtime.server import TritonServer, free_port
+from triton_deploy.runtime.server import TritonServer
 from triton_deploy.runtime.stubs import stubs_of
 from triton_deploy.runtime.supervisor import Supervisor
 
@@ -38,7 +36,6 @@ pytestmark = [
         shutil.which("haproxy") is None, reason="haproxy missing: run `bash .ci/system-deps`"
     ),
 ]
-TDEPLOY = Path(sys.executable).parent / "tdeploy"
 BOUND_S = 2.0
 
 
@@ -88,75 +85,12 @@ class Load:
             thread.join(timeout=10)
 
 
-class Serve:
-    def __init__(self, repository: Path, *extra: str) -> None:
-        self.grpc_port = free_port()
-        self.url = f"127.0.0.1:{self.grpc_port}"
-        self.process = subprocess.Popen(
-            [
-                str(TDEPLOY),
-                "serve",
-                "--repository",
-                str(repository),
-                "--grpc-port",
-                str(self.grpc_port),
-                "--http-port",
-                str(free_port()),
-                "--metrics-port",
-                str(free_port()),
-                "--no-log-server",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=os.environ | {"COLUMNS": "200"},
-        )
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.wait_for("  stop:", 120)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._lock:
-                self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        with self._lock:
-            return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.output:
-            if time.monotonic() > deadline or (
-                self.process.poll() is not None and not self._reader.is_alive()
-            ):
-                raise AssertionError(f"{text!r} never printed:\n{self.output}")
-            time.sleep(0.05)
-
-    def child(self, name: str) -> psutil.Process:
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            if child.name() == name:
-                return child
-        raise AssertionError(f"no {name} under serve")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=60)
-        self._reader.join(timeout=10)
-
-
 @pytest.fixture
 def serves() -> Iterator[list[Serve]]:
     started: list[Serve] = []
     yield started
     for serve in started:
-        serve.close()
+        serve.stop()
 
 
 def test_kill_9_of_the_shedder_under_load_service_back_within_2_s(
@@ -181,8 +115,7 @@ def test_kill_9_of_the_shedder_under_load_service_back_within_2_s(
     assert "load shedder (HAProxy) killed by SIGKILL (signal 9)" in serve.output
     assert serve.child("haproxy").pid != shedder.pid
     assert serve.process.poll() is None  # still serving
-    serve.close()
-    assert serve.process.returncode == 0, serve.output
+    assert serve.stop() == 0, serve.output
 
 
 def test_kill_9_of_the_shedder_when_it_may_not_restart_serve_exits_1_within_2_s(
@@ -201,7 +134,7 @@ def test_kill_9_of_the_shedder_when_it_may_not_restart_serve_exits_1_within_2_s(
         exited_at = time.monotonic()
     finally:
         load.stop()
-    serve.close()
+    serve.stop()  # exited already: the rest of its output
     assert code == 1, serve.output
     print(f"\n[shedder kill -9, --max-restarts 0] serve exited {exited_at - killed_at:.2f} s after")
     assert exited_at - killed_at <= BOUND_S, f"exited after {exited_at - killed_at:.2f} s"
@@ -251,8 +184,7 @@ def test_a_dead_stub_is_reported_and_its_model_reloaded(
     ), serve.output
     assert _infer(serve.url, timeout_s=10)
     assert serve.child("tritonserver").pid == tritonserver.pid  # the server was not restarted
-    serve.close()
-    assert serve.process.returncode == 0, serve.output
+    assert serve.stop() == 0, serve.output
 
 
 def test_supervisor_gives_up_when_stubs_keep_dying(echo_repository: Path) -> None:

@@ -399,16 +399,14 @@ def _run(coroutine: Awaitable[LoadResult], loop_factory: Callable[[], Any] | Non
         return runner.run(coroutine)  # type: ignore[arg-type]
 
 
-async def measure_closed(
+async def _windowed(
     transport: Transport,
-    payloads: Sequence[Any],
-    *,
-    concurrency: int,
+    warmup_s: float,
     seconds: float,
-    warmup_s: float = 0.5,
-    samples_per_request: int = 1,
-) -> LoadResult:
-    """``closed_loop`` inside a running event loop (the transport is opened and closed here)."""
+    send: Callable[[float], Awaitable[list[Sample]]],
+) -> tuple[list[Sample], float, float, float]:
+    """Open the transport, run ``send(until=end)`` over ``warmup_s`` then a window of
+    ``seconds``, close it: (samples, window start, window end, client CPU share in the window)."""
     loop = asyncio.get_running_loop()
     await transport.open()
     try:
@@ -423,15 +421,34 @@ async def measure_closed(
             cpu.append(_cpu_seconds())
 
         clock = asyncio.create_task(meter())
-        samples = await closed_samples(transport, payloads, concurrency=concurrency, until=end)
+        samples = await send(end)
         await clock
     finally:
         await transport.close()
+    return samples, start, end, (cpu[1] - cpu[0]) / seconds if seconds > 0 else 0.0
+
+
+async def measure_closed(
+    transport: Transport,
+    payloads: Sequence[Any],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup_s: float = 0.5,
+    samples_per_request: int = 1,
+) -> LoadResult:
+    """``closed_loop`` inside a running event loop (the transport is opened and closed here)."""
+    samples, start, end, client_cpu = await _windowed(
+        transport,
+        warmup_s,
+        seconds,
+        lambda until: closed_samples(transport, payloads, concurrency=concurrency, until=until),
+    )
     return LoadResult.from_samples(
         samples,
         start=start,
         end=end,
-        client_cpu=(cpu[1] - cpu[0]) / seconds if seconds > 0 else 0.0,
+        client_cpu=client_cpu,
         samples_per_request=samples_per_request,
     )
 
@@ -478,33 +495,21 @@ def open_loop(
     window of ``seconds``. Latency counts from each request's scheduled arrival."""
 
     async def run() -> LoadResult:
-        loop = asyncio.get_running_loop()
-        await transport.open()
-        try:
-            start = loop.time() + warmup_s
-            end = start + seconds
-            cpu: list[float] = []
-
-            async def meter() -> None:
-                await asyncio.sleep(max(0.0, start - loop.time()))
-                cpu.append(_cpu_seconds())
-                await asyncio.sleep(max(0.0, end - loop.time()))
-                cpu.append(_cpu_seconds())
-
-            clock = asyncio.create_task(meter())
-            # arrivals stop with the window; answers are awaited (and counted) only until it
-            # closes plus a grace for the stragglers, which then count as not answered in time
-            samples = await open_samples(
+        # arrivals stop with the window; answers are awaited (and counted) only until it
+        # closes plus a grace for the stragglers, which then count as not answered in time
+        samples, start, end, client_cpu = await _windowed(
+            transport,
+            warmup_s,
+            seconds,
+            lambda until: open_samples(
                 transport,
                 payloads,
                 rate=rate,
-                until=end,
+                until=until,
                 seed=seed,
                 max_outstanding=max_outstanding,
-            )
-            await clock
-        finally:
-            await transport.close()
+            ),
+        )
         # An open-loop request sent in the window counts even if answered after it: the
         # window is about the offered load, and a late answer is a slow one, not a lost one.
         late_end = max([end, *(s.done for s in samples)])
@@ -512,7 +517,7 @@ def open_loop(
             [s for s in samples if s.sent >= start and s.sent < end],
             start=start,
             end=late_end + 1e-9,
-            client_cpu=(cpu[1] - cpu[0]) / seconds if seconds > 0 else 0.0,
+            client_cpu=client_cpu,
             samples_per_request=samples_per_request,
             offered_rate=rate,
             from_schedule=True,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from triton_deploy.bench.environment import busy_reason, describe
+from triton_deploy.bench.report import style_axes
 from triton_deploy.bench.run import BenchReport, ModelReport, Point
 
 __all__ = [
@@ -368,16 +369,7 @@ def plot_sweep(data: dict[str, Any], out: Path) -> list[Path]:
                 else:
                     p99 = [statistics.median(q["p99_ms"] for q in by_c[c]) for c in levels]
                     ax.plot(med, p99, marker="o", label=label)
-            ax.set_title(model["model"])
-            ax.grid(alpha=0.3)
-            if kind == "throughput":
-                ax.set_xscale("log", base=2)
-                ax.set_xlabel("concurrency (single-sample requests)")
-                ax.set_ylabel("requests/s (median, min–max)")
-            else:
-                ax.set_yscale("log")
-                ax.set_xlabel("requests/s (median)")
-                ax.set_ylabel("p99 latency (ms, median)")
+            style_axes(ax, kind, model["model"], of_runs=True)
             ax.legend(fontsize=6)
         fig.suptitle(
             f"{'Throughput vs concurrency' if kind == 'throughput' else 'p99 vs throughput'}: "

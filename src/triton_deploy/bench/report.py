@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
 from triton_deploy.bench.run import BenchReport, ModelReport, Point
 
-__all__ = ["markdown", "plot", "tables", "write_report"]
+__all__ = ["markdown", "plot", "style_axes", "tables", "write_report"]
 
 _COLUMNS = (
     "server",
@@ -253,16 +254,7 @@ def plot(report: BenchReport, out: Path) -> list[Path]:
                         color=color,
                         label=label,
                     )
-            ax.set_title(model.model)
-            ax.grid(alpha=0.3)
-            if kind == "throughput":
-                ax.set_xscale("log", base=2)
-                ax.set_xlabel("concurrency (single-sample requests)")
-                ax.set_ylabel("requests/s")
-            else:
-                ax.set_yscale("log")
-                ax.set_xlabel("requests/s")
-                ax.set_ylabel("p99 latency (ms)")
+            style_axes(ax, kind, model.model)
             ax.legend(fontsize=7)
         fig.suptitle(
             f"{'Throughput vs concurrency' if kind == 'throughput' else 'p99 latency vs throughput'}"
@@ -273,6 +265,22 @@ def plot(report: BenchReport, out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def style_axes(ax: Any, kind: str, title: str, *, of_runs: bool = False) -> None:
+    """One panel's title, grid, scales and labels: throughput vs concurrency, or p99 vs
+    throughput (``of_runs``: the values are medians of repeated runs)."""
+    median = " (median, min–max)" if of_runs and kind == "throughput" else ""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if kind == "throughput":
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrency (single-sample requests)")
+        ax.set_ylabel(f"requests/s{median}")
+    else:
+        ax.set_yscale("log")
+        ax.set_xlabel("requests/s (median)" if of_runs else "requests/s")
+        ax.set_ylabel("p99 latency (ms, median)" if of_runs else "p99 latency (ms)")
 
 
 def write_report(report: BenchReport, out: Path) -> list[Path]:
