@@ -598,6 +598,64 @@ def chart_shedder_config(values: Path | None, color: str = "blue") -> str:
     )
 
 
+# -- repeated runs -------------------------------------------------------------------------------
+#: (label, how to read it from one run's overload.json, unit) of each summarized figure
+SUMMARY_FIGURES: list[tuple[str, Any, str]] = [
+    ("capacity (closed loop)", lambda r: r["capacity_rps"], "req/s"),
+    ("normal-load p99 as built", lambda r: r["normal_p99_built_ms"], "ms"),
+    ("rejections at the server edge, p99", lambda r: r["edge_rejected_p99_ms"], "ms"),
+    ("rejections at the server edge, max", lambda r: r["edge_rejected_max_ms"], "ms"),
+    (
+        "accepted p99 under overload / normal load, at the edge",
+        lambda r: r["edge_overload_ok_p99_ms"] / r["edge_normal_p99_ms"],
+        "x",
+    ),
+    ("... the same, client view", lambda r: r["overload_ok_p99_ms"] / r["normal_p99_ms"], "x"),
+    ("requests served per second during the overload", lambda r: _served_rps(r), "req/s"),
+    ("server RSS growth during the overload", lambda r: r["rss_peak_mb"] - r["rss_before_mb"], "MB"),
+    ("normal p99 back after the load drops", lambda r: r["recovery_s"], "s"),
+    ("in-flight failures on SIGTERM (both stops)", lambda r: sum(d["in_flight_failures"] for d in r["drain"]), ""),
+    ("load generator's own lateness (p99)", lambda r: r["sender_late_p99_ms"], "ms"),
+]  # fmt: skip
+
+
+def _served_rps(run: dict[str, Any]) -> float:
+    """Answers per second during the overload phase (the timeline's 1 s windows inside it)."""
+    overload = next(p for p in run["phases"] if p["name"] == "overload")
+    timeline = run["timeline"]
+    inside = [
+        ok
+        for t, ok in zip(timeline["t"], timeline["ok_per_s"], strict=True)
+        if overload["start"] <= t < overload["end"]
+    ]
+    return float(np.mean(inside)) if inside else float("nan")
+
+
+def summarize(paths: Sequence[Path]) -> Table:
+    """Median (min–max) of each figure over repeated runs, one column per protection setting
+    (runs grouped by their ``protection`` line)."""
+    groups: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for path in paths:
+        run = json.loads(path.read_text())
+        groups[run["protection"]].append(run)
+    table = Table(title=f"Overload benchmark: median (min–max) of {len(paths)} runs")
+    table.add_column("figure")
+    for protection, runs in groups.items():
+        table.add_column(f"{protection} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
+    for label, read, unit in SUMMARY_FIGURES:
+        cells = []
+        for runs in groups.values():
+            values = sorted(float(read(r)) for r in runs)
+            median = float(np.median(values))
+            digits = 2 if unit == "x" else 0 if median >= 10 or not unit else 1
+            spread = (
+                f" ({values[0]:,.{digits}f}–{values[-1]:,.{digits}f})" if len(values) > 1 else ""
+            )
+            cells.append(f"{median:,.{digits}f}{spread} {unit}".rstrip())
+        table.add_row(label, *cells)
+    return table
+
+
 # -- main ------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -647,7 +705,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-timeout", type=int, default=30)
     parser.add_argument("--no-drain", action="store_true", help="skip the drain measurements")
     parser.add_argument("--out", type=Path, default=Path("reports/overload"))
+    parser.add_argument(
+        "--summarize",
+        type=Path,
+        nargs="+",
+        metavar="OVERLOAD_JSON",
+        help="measure nothing: print the median (min–max) of the headline figures over these "
+        "runs' overload.json files, one column per protection setting",
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        Console(width=max(console.width, 140)).print(summarize(args.summarize))
+        return 0
 
     repository = args.repository.resolve()
     models = read_repository(repository)
