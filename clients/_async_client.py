@@ -171,7 +171,7 @@ class AsyncInferenceClient(BaseClient):
                 ),
             )
             schema = ModelSchema.from_responses(metadata, config)
-            self._remember(call.model, call.version, schema)
+            schema = self._remember(call.model, call.version, schema)
             future.set_result(schema)
             return schema
         except asyncio.CancelledError:

@@ -196,6 +196,8 @@ class BaseClient:
         self._schemas: dict[Key, tuple[ModelSchema, float]] = {}  # schema, fetched at
         self._forgotten: dict[Key, ModelSchema] = {}  # dropped for a new version (_remember)
         self._answered_versions: dict[str, set[str]] = {}  # model -> versions not in its schema
+        # model -> versions that answered with the cached schema's tensors (_remember)
+        self._seen_versions: dict[str, set[str]] = {}
         self._setup_channels()
         # weights: one plain client per endpoint; each call goes to one of them (``_pick``).
         # shadow: a plain client for the shadow endpoint, no retries. Both share the options.
@@ -458,7 +460,8 @@ class BaseClient:
             version = response.model_version
             # The server answered with a version the cached metadata does not list: a new
             # version was loaded. Forget the metadata; the next call fetches it again.
-            if version and version not in schema.versions:
+            expected = self._seen_versions.get(schema.name, ())
+            if version and version not in schema.versions and version not in expected:
                 self._answered_versions.setdefault(schema.name, set()).add(version)
                 self._forget(schema)
         names = [output.name for output in response.outputs]
@@ -483,20 +486,23 @@ class BaseClient:
             return None
         return schema
 
-    def _remember(self, model: str, version: str, schema: ModelSchema) -> None:
+    def _remember(self, model: str, version: str, schema: ModelSchema) -> ModelSchema:
+        """Cache ``schema`` as the server gave it; returns it."""
         key = (model, version)
         entry = self._schemas.get(key)
         before = entry[0] if entry is not None else self._forgotten.get(key)
         answered = self._answered_versions.pop(model, set())
+        seen = set(schema.versions)
         if before is not None and dataclasses.replace(before, versions=schema.versions) == schema:
             # The same inputs and outputs as the schema it replaces: a version was added, or
             # behind a canary (or during a blue/green move) two servers answer with different
-            # versions of the same model. Keep every version seen, so that answers from either
-            # do not refetch the metadata each time.
-            versions = tuple(sorted(set(before.versions) | set(schema.versions) | answered))
-            schema = dataclasses.replace(schema, versions=versions)
+            # versions of the same model. Answers from any version seen are expected, so that
+            # they do not refetch the metadata each time (_decode).
+            seen |= self._seen_versions.get(model, set(before.versions)) | answered
+        self._seen_versions[model] = seen
         self._forgotten.pop(key, None)
         self._schemas[key] = (schema, time.monotonic())
+        return schema
 
     def _forget(self, schema: ModelSchema) -> None:
         for key, (cached, _) in list(self._schemas.items()):

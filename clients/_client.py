@@ -205,8 +205,7 @@ class InferenceClient(BaseClient):
                 ),
             )
             schema = ModelSchema.from_responses(metadata, config)
-            self._remember(call.model, call.version, schema)
-            return schema
+            return self._remember(call.model, call.version, schema)
 
     # -- inference -----------------------------------------------------------------------------
     def infer(

@@ -16,7 +16,8 @@ release's GRPCRoute. No gateway can run here; this one is made of real parts:
   its answer is thrown away. Clients that must see the mirror call ``MirrorProxy.url``; the others
   call HAProxy (``GatewayStandIn.url``) directly.
 
-``applied`` lists every change the adapter made: (time, weights by color, mirror color or None).
+``applied`` lists every change the adapter made: (when it began applying it, weights by color,
+mirror color or None).
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class GatewayStandIn:
             servers[color] = server.grpc_port if server is not None else None
         wanted = {"weights": weights, "servers": servers, "mirror": mirror}
         if wanted != self.state:
+            began = time.time()  # no request can reach a new weight before this
             # Only what changed: re-setting a server's address drops its connections.
             before_servers = self.state.get("servers") or {}
             before_weights = self.state.get("weights") or {}
@@ -253,7 +255,7 @@ class GatewayStandIn:
                 mirror[1] if mirror else None,
             )
             if wanted["weights"] != self.state.get("weights") or mirror != self.state.get("mirror"):
-                self.applied.append((time.time(), dict(weights), mirror[0] if mirror else None))
+                self.applied.append((began, dict(weights), mirror[0] if mirror else None))
             self.state = wanted
         self._write_status(route, ready=all(servers[c] for c in COLORS if weights[c] > 0))
 
