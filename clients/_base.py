@@ -195,8 +195,8 @@ class BaseClient:
         }
         self._schemas: dict[Key, tuple[ModelSchema, float]] = {}  # schema, fetched at
         self._forgotten: dict[Key, ModelSchema] = {}  # dropped for a new version (_remember)
-        self._answered_versions: dict[str, set[str]] = {}  # model -> versions not in its schema
-        # model -> versions that answered with the cached schema's tensors (_remember)
+        # model -> versions that answered with the cached schema's tensors, or since it was
+        # dropped for an unexpected version (_decode, _remember)
         self._seen_versions: dict[str, set[str]] = {}
         self._setup_channels()
         # weights: one plain client per endpoint; each call goes to one of them (``_pick``).
@@ -462,7 +462,7 @@ class BaseClient:
             # version was loaded. Forget the metadata; the next call fetches it again.
             expected = self._seen_versions.get(schema.name, ())
             if version and version not in schema.versions and version not in expected:
-                self._answered_versions.setdefault(schema.name, set()).add(version)
+                self._seen_versions.setdefault(schema.name, set()).add(version)
                 self._forget(schema)
         names = [output.name for output in response.outputs]
         if schema is not None and len(names) > 1:  # the model's declared order, not the wire's
@@ -491,14 +491,13 @@ class BaseClient:
         key = (model, version)
         entry = self._schemas.get(key)
         before = entry[0] if entry is not None else self._forgotten.get(key)
-        answered = self._answered_versions.pop(model, set())
         seen = set(schema.versions)
         if before is not None and dataclasses.replace(before, versions=schema.versions) == schema:
             # The same inputs and outputs as the schema it replaces: a version was added, or
             # behind a canary (or during a blue/green move) two servers answer with different
             # versions of the same model. Answers from any version seen are expected, so that
             # they do not refetch the metadata each time (_decode).
-            seen |= self._seen_versions.get(model, set(before.versions)) | answered
+            seen |= self._seen_versions.get(model, set(before.versions))
         self._seen_versions[model] = seen
         self._forgotten.pop(key, None)
         self._schemas[key] = (schema, time.monotonic())
