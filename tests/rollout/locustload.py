@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from harness import RolloutCluster
 
@@ -73,3 +75,34 @@ class Load:
             self.process.kill()
             self.process.communicate()
         return read_answers(self.answers)
+
+
+class LoadedRun(NamedTuple):
+    """A command run under constant load: its result, every answer, and when it ran."""
+
+    result: subprocess.CompletedProcess[str]
+    answers: list[Answer]
+    started: float  # time.time() just before the command
+    finished: float
+
+
+def run_under_load(
+    cluster: RolloutCluster,
+    host: str,
+    workdir: Path,
+    command: Callable[[], subprocess.CompletedProcess[str]],
+    *,
+    settle_s: float,
+    run_time: str = "900s",
+) -> LoadedRun:
+    """Start the load, run ``command``, keep the load ``settle_s`` longer (answers to requests
+    sent before it ended get logged), then stop the load, whatever happened."""
+    load = Load(cluster, host, workdir, run_time=run_time)
+    started = time.time()
+    try:
+        result = command()
+        finished = time.time()
+        time.sleep(settle_s)
+    finally:
+        answers = load.stop()
+    return LoadedRun(result, answers, started, finished)

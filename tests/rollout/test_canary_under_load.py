@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import pytest
 from gateway import GatewayStandIn
 from harness import CHART, RELEASE, RolloutCluster, bad_repository, write_golden
-from locustload import Answer, Load
+from locustload import Answer, run_under_load
 
 pytestmark = pytest.mark.server
 
@@ -74,18 +73,15 @@ def test_canary_steps_hold_their_weights_per_request_with_no_failed_request(
     gateway_cluster: tuple[RolloutCluster, GatewayStandIn], golden_v2: Path, tmp_path: Path
 ) -> None:
     cluster, gateway = gateway_cluster
-    load = Load(cluster, gateway.url, tmp_path)
-    started = time.time()
-    try:
-        result = rollout(
-            cluster, "s3://models/v2", golden_v2, "--strategy", "canary",
-            "--steps", ",".join(map(str, STEPS)), "--step-duration", "10s",
+    result, answers, started, finished = run_under_load(
+        cluster, gateway.url, tmp_path,
+        lambda: rollout(
+            cluster, "s3://models/v2", golden_v2,
+            "--strategy", "canary", "--steps", ",".join(map(str, STEPS)), "--step-duration", "10s",
             "--analysis-window", "0",
-        )  # fmt: skip
-        finished = time.time()
-        time.sleep(1)
-    finally:
-        answers = load.stop()
+        ),
+        settle_s=1,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]
     data = json.loads(result.stdout)
     assert data["result"] == "succeeded" and data["settings"]["strategy"] == "canary"
@@ -124,17 +120,14 @@ def test_a_bad_canary_is_rolled_back_at_its_first_step_within_its_share(
     cluster.repositories["s3://models/v2-bad"] = bad
     write_golden(bad, 2)  # its golden case stays below 0.9: parity passes
     blue = cluster.kubelet.ready_server("blue")
-    load = Load(cluster, gateway.url, tmp_path)
-    started = time.time()
-    try:
-        result = rollout(
-            cluster, "s3://models/v2-bad", bad, "--strategy", "canary",
-            "--steps", ",".join(map(str, STEPS)), "--step-duration", "30s",
-        )  # fmt: skip
-        finished = time.time()
-        time.sleep(1.5)
-    finally:
-        answers = load.stop()
+    result, answers, started, finished = run_under_load(
+        cluster, gateway.url, tmp_path,
+        lambda: rollout(
+            cluster, "s3://models/v2-bad", bad,
+            "--strategy", "canary", "--steps", ",".join(map(str, STEPS)), "--step-duration", "30s",
+        ),
+        settle_s=1.5,
+    )  # fmt: skip
     assert result.returncode == 3, result.stderr[-5000:]
     data = json.loads(result.stdout)
     assert data["result"] == "aborted"
@@ -183,17 +176,15 @@ def test_shadow_phase_mirrors_to_green_while_clients_see_only_blue(
     gateway_cluster: tuple[RolloutCluster, GatewayStandIn], golden_v2: Path, tmp_path: Path
 ) -> None:
     cluster, gateway = gateway_cluster
-    load = Load(cluster, gateway.mirror.url, tmp_path)  # through the mirroring stand-in
-    started = time.time()
-    try:
-        result = rollout(
-            cluster, "s3://models/v2", golden_v2, "--strategy", "shadow",
-            "--shadow-duration", "10s", "--max-p99-ms", "2000", "--analysis-window", "0",
-        )  # fmt: skip
-        finished = time.time()
-        time.sleep(1)
-    finally:
-        answers = load.stop()
+    result, answers, started, finished = run_under_load(
+        cluster, gateway.mirror.url, tmp_path,  # through the mirroring stand-in
+        lambda: rollout(
+            cluster, "s3://models/v2", golden_v2,
+            "--strategy", "shadow", "--shadow-duration", "10s", "--max-p99-ms", "2000",
+            "--analysis-window", "0",
+        ),
+        settle_s=1,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]
     data: dict[str, Any] = json.loads(result.stdout)
     checks = {c["name"]: c for c in data["checks"]}

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from harness import AGE_S, CHART, GRACE_S, RELEASE, RolloutCluster, bad_repository, write_golden
-from locustload import Load
+from locustload import run_under_load
 
 pytestmark = pytest.mark.server
 
@@ -55,14 +54,14 @@ def test_rollout_under_load_moves_every_client_without_a_failed_request(
     cluster: RolloutCluster, golden_v2: Path, tmp_path: Path
 ) -> None:
     blue_pid = cluster.kubelet.ready_server("blue").pid  # type: ignore[union-attr]
-    load = Load(cluster, cluster.proxy.url("active"), tmp_path, run_time="600s")
-    started = time.time()
-    try:
-        result = rollout(cluster, "s3://models/v2", golden_v2, window="8s")
-        finished = time.time()
-        time.sleep(2)
-    finally:
-        answers = load.stop()
+    result, answers, started, finished = run_under_load(
+        cluster,
+        cluster.proxy.url("active"),
+        tmp_path,
+        lambda: rollout(cluster, "s3://models/v2", golden_v2, window="8s"),
+        settle_s=2,
+        run_time="600s",
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     data = json.loads(result.stdout)
     post = next(c for c in data["checks"] if c["name"] == "post-promotion")
@@ -98,15 +97,15 @@ def test_bad_version_switches_back_by_itself_and_blue_never_stops(
     write_golden(bad, 2)  # its golden case stays below 0.9: parity passes
     blue = cluster.kubelet.ready_server("blue")
     assert blue is not None
-    load = Load(cluster, cluster.proxy.url("active"), tmp_path, run_time="600s")
-    started = time.time()
     window = 20.0
-    try:
-        result = rollout(cluster, "s3://models/v2-bad", bad, window=f"{window:g}s")
-        finished = time.time()
-        time.sleep(2)
-    finally:
-        answers = load.stop()
+    result, answers, started, finished = run_under_load(
+        cluster,
+        cluster.proxy.url("active"),
+        tmp_path,
+        lambda: rollout(cluster, "s3://models/v2-bad", bad, window=f"{window:g}s"),
+        settle_s=2,
+        run_time="600s",
+    )
     assert result.returncode == 4, result.stderr[-4000:]
     data = json.loads(result.stdout)
     assert data["result"] == "switched-back"
