@@ -38,8 +38,9 @@ up: build
 verify: install
 	$(TDEPLOY) verify
 
+# PYTEST_ARGS: e.g. "-n 4 --dist loadfile" for parallel workers (one shared example build).
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory loadtest
 
 lint: install

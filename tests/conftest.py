@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +13,12 @@ from collection_guard import (  # noqa: F401  (hooks: fail when a test file is n
     pytest_collection_finish,
     pytest_configure,
 )
+from filelock import FileLock
 from rich.console import Console
 
 from triton_deploy.build.pipeline import build_repository
 from triton_deploy.build.spec import load_spec
+from triton_deploy.repository import MANIFEST
 from triton_deploy.runtime.server import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,9 +38,22 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     configs with what the spec generates.
     """
     out = tmp_path_factory.mktemp("built") / "model_repository"
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        _build_examples(out)
+        return out
+    # Parallel workers (pytest -n): the first one builds for all, each works on its own copy
+    # (some tests rebuild or edit their repository in place).
+    shared = tmp_path_factory.getbasetemp().parent / "examples-built"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "model_repository" / MANIFEST).is_file():
+            _build_examples(shared / "model_repository")
+    shutil.copytree(shared / "model_repository", out, symlinks=True)
+    return out
+
+
+def _build_examples(out: Path) -> None:
     report = build_repository(load_spec(SPEC), out, console=Console(stderr=True, quiet=True))
     assert not report.failed, [(r.model, r.detail) for r in report.failed]
-    return out
 
 
 @pytest.fixture(scope="session")
