@@ -7,7 +7,11 @@
 2. Model Analyzer (``triton-model-analyzer`` in its own environment, ``make bench-envs``):
    ``profile`` in remote launch mode against a local tritonserver in explicit model control,
    quick search, the same p99 bound (``--latency-budget``) and concurrency range, the model
-   ``cpu_only``, perf_analyzer 2.51 from its own environment (``--perf-analyzer-path``);
+   ``cpu_only``, perf_analyzer 2.51 from its own environment (``--perf-analyzer-path``).
+   It is given the model without its ``preferred_batch_size`` list and warm-up samples
+   (``analyzer_repository``): its quick search starts at ``max_batch_size`` 1 and keeps both in
+   every variant, so with the spec's it skips or fails to load every variant and profiles the
+   default configuration alone;
 3. each tool's best configuration loaded again and re-measured by the same load generator
    (our closed loop, the same levels and bound), alternating, with the wall time each tool
    took. If Model Analyzer fails, the exact command and its error are kept instead.
@@ -46,7 +50,32 @@ from triton_deploy.bench.tune import (
 )
 from triton_deploy.runtime.server import TritonServer
 
-__all__ = ["analyzer_command", "best_analyzer_config", "main"]
+__all__ = ["analyzer_command", "analyzer_repository", "best_analyzer_config", "main"]
+
+
+def analyzer_repository(repository: Path, model: str, work: Path) -> Path:
+    """A repository holding ``model`` alone, for Model Analyzer: its config without
+    ``dynamic_batching.preferred_batch_size`` and ``model_warmup`` (Model Analyzer's quick
+    search keeps both in every variant it makes: a variant whose maximum batch is below the
+    largest preferred size is skipped as illegal, one below a warm-up sample's batch fails to
+    load); every other file is a link to the original."""
+    source = repository / model
+    config_path = source / "config.pbtxt"
+    if not config_path.is_file():
+        raise BenchError(f"{config_path} not found: is {model!r} a model of {repository}?")
+    config = mc.ModelConfig()
+    text_format.Parse(config_path.read_text(), config)
+    if config.HasField("dynamic_batching"):
+        del config.dynamic_batching.preferred_batch_size[:]
+    # warm-up samples at the spec's largest batch fail every variant with a smaller maximum
+    del config.model_warmup[:]
+    target = work / "repository" / model
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != "config.pbtxt":
+            (target / entry.name).symlink_to(entry.resolve())
+    (target / "config.pbtxt").write_text(text_format.MessageToString(config))
+    return target.parent
 
 
 def analyzer_command(
@@ -85,9 +114,9 @@ def analyzer_command(
     ]  # fmt: skip
 
 
-def best_analyzer_config(work: Path, model: str) -> tuple[str, mc.ModelConfig]:
+def best_analyzer_config(work: Path, model: str) -> tuple[str, mc.ModelConfig, int]:
     """The configuration Model Analyzer ranked first (its summary CSV, then the variant's
-    config.pbtxt in its output repository)."""
+    config.pbtxt in its output repository), and how many configurations its summary holds."""
     import csv
 
     results = sorted((work / "export").rglob("metrics-model-inference.csv"))
@@ -104,7 +133,7 @@ def best_analyzer_config(work: Path, model: str) -> tuple[str, mc.ModelConfig]:
     config = mc.ModelConfig()
     text_format.Parse(path.read_text(), config)
     config.name = model
-    return name, config
+    return name, config, len({row[key].strip() for row in rows})
 
 
 def _run_analyzer(
@@ -119,7 +148,14 @@ def _run_analyzer(
             return entry, None
     with tempfile.TemporaryDirectory(prefix="tdeploy-ma-") as tmp:
         work = Path(tmp)
-        server = TritonServer(repository, extra_args=["--model-control-mode=explicit"])
+        repository = analyzer_repository(repository, args.model, work / "source")
+        # Remote mode: Model Analyzer loads each variant under the model's own name with a
+        # config override, from the server's repository. It loads through the model-repository
+        # API and cannot send a header: this local, loopback-only server leaves the admin APIs
+        # open (restrict_admin False); `tdeploy serve` and the chart keep them behind the key.
+        server = TritonServer(
+            repository, extra_args=["--model-control-mode=explicit"], restrict_admin=False
+        )
         with server:
             command = analyzer_command(
                 binary=env.binary,
@@ -151,11 +187,13 @@ def _run_analyzer(
                 return entry, None
             entry["wall_s"] = time.monotonic() - began
             log = (done.stdout + done.stderr).strip().splitlines()
+            # what it measured, in its own words (the lines naming each configuration)
+            entry["log"] = [line for line in log if "Profiling " in line or "config" in line][-40:]
             if done.returncode != 0:
                 entry["error"] = f"exit {done.returncode}: " + " | ".join(log[-6:])
                 return entry, None
             try:
-                name, config = best_analyzer_config(work, args.model)
+                name, config, entry["configurations"] = best_analyzer_config(work, args.model)
             except BenchError as exc:
                 entry["error"] = f"{exc}; its output ended: " + " | ".join(log[-4:])
                 return entry, None
@@ -176,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "-c", "--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[8, 32]
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="per measured point")
-    parser.add_argument("--rounds", type=int, default=3, help="re-measurements per winner")
+    parser.add_argument("--rounds", type=int, default=5, help="re-measurements per winner")
     parser.add_argument("--analyzer-timeout", type=int, default=3600)
     parser.add_argument(
         "--out", type=Path, default=Path("docs/performance/tune_vs_model_analyzer.json")
@@ -203,7 +241,14 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 console=Console(file=io.StringIO()),
             )
-        tools.append({"tool": "tdeploy tune", "wall_s": time.monotonic() - began})
+        tools.append(
+            {
+                "tool": "tdeploy tune",
+                "wall_s": time.monotonic() - began,
+                "configurations": len({m.candidate.label() for m in tuned.points}),
+                "measurements": len(tuned.points),
+            }
+        )
         winners["tdeploy tune"] = tuned.winner.candidate
     except BenchError as exc:
         tools.append(
