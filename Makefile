@@ -38,7 +38,9 @@ up: build
 verify: install
 	$(TDEPLOY) verify
 
-# PYTEST_ARGS: e.g. "-n 4 --dist loadfile" for parallel workers (one shared example build).
+# PYTEST_ARGS: e.g. "-n 4 --dist loadfile" for parallel workers on a machine with cores to
+# spare (one shared example build; docs/development.md). Not the default: on 2 cores the
+# suite is CPU-bound and workers made it no faster.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory loadtest
