@@ -198,6 +198,21 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def _spread_and_status(goal: dict[str, Any]) -> tuple[str, str]:
+    """A goal's min–max over its runs and its status as the tables print them."""
+    runs = goal.get("runs") or []
+    spread = f"{min(runs):.2f}–{max(runs):.2f}" if runs else ""
+    return spread, goal["status"] + (" (spread crosses)" if goal.get("spread_crosses") else "")
+
+
+def _tool_row(tool: dict[str, Any]) -> str:
+    """One tool's row of the tune-vs-Model-Analyzer tables (a tool that ran)."""
+    return (
+        f"| {tool['tool']} | {tool['config']} | {tool.get('configurations', '')} | "
+        f"{tool['throughput']:,.0f} | {tool['p99_ms']:.2f} | {tool['wall_s']:.0f} s |"
+    )
+
+
 def _goals_block(data: dict[str, Any], name: str, link: str) -> list[str]:
     host = data.get("host", {})
     lines = [
@@ -220,9 +235,7 @@ def _goals_block(data: dict[str, Any], name: str, link: str) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for g in data.get("goals", []):
-        runs = g.get("runs") or []
-        spread = f"{min(runs):.2f}–{max(runs):.2f}" if runs else ""
-        status = g["status"] + (" (spread crosses)" if g.get("spread_crosses") else "")
+        spread, status = _spread_and_status(g)
         lines.append(
             f"| {g['model']} | {g['goal']} | {g['generator']} | {g.get('compares', '')} | "
             f"{_fmt(g.get('median'))} | {spread} | {g['comparison']} {g['target']:g} | {status} |"
@@ -289,10 +302,7 @@ def _analyzer_block(data: dict[str, Any], name: str, link: str) -> list[str]:
                 f"{tool.get('wall_s', 0):.0f} s |"
             )
             continue
-        lines.append(
-            f"| {tool['tool']} | {tool['config']} | {tool.get('configurations', '')} | "
-            f"{tool['throughput']:,.0f} | {tool['p99_ms']:.2f} | {tool['wall_s']:.0f} s |"
-        )
+        lines.append(_tool_row(tool))
     if data.get("model_analyzer_command"):
         lines += ["", f"Model Analyzer's command: `{data['model_analyzer_command']}`"]
     return lines
@@ -381,9 +391,7 @@ def summary_block(folder: Path = DATA, page: Path = README) -> str:
         for g in data.get("goals", []):
             if g.get("generator") != "tdeploy":
                 continue
-            runs = g.get("runs") or []
-            spread = f"{min(runs):.2f}–{max(runs):.2f}" if runs else ""
-            status = g["status"] + (" (spread crosses)" if g.get("spread_crosses") else "")
+            spread, status = _spread_and_status(g)
             lines.append(
                 f"| {g['model']} | {g['goal']} | {_fmt(g.get('median'))} | {spread} | "
                 f"{g['comparison']} {g['target']:g} | {status} |"
@@ -411,10 +419,7 @@ def summary_block(folder: Path = DATA, page: Path = README) -> str:
             if tool.get("error"):
                 lines.append(f"| {tool['tool']} | could not run (see the raw data) | | | | |")
                 continue
-            lines.append(
-                f"| {tool['tool']} | {tool['config']} | {tool.get('configurations', '')} | "
-                f"{tool['throughput']:,.0f} | {tool['p99_ms']:.2f} | {tool['wall_s']:.0f} s |"
-            )
+            lines.append(_tool_row(tool))
         if data.get("model_analyzer_command"):
             lines += [
                 "",
