@@ -48,6 +48,7 @@ from triton_deploy.bench.tune import (
     baseline_candidate,
     run_tune,
 )
+from triton_deploy.repository import read_config
 from triton_deploy.runtime.server import TritonServer
 
 __all__ = ["analyzer_command", "analyzer_repository", "best_analyzer_config", "main"]
@@ -63,8 +64,7 @@ def analyzer_repository(repository: Path, model: str, work: Path) -> Path:
     config_path = source / "config.pbtxt"
     if not config_path.is_file():
         raise BenchError(f"{config_path} not found: is {model!r} a model of {repository}?")
-    config = mc.ModelConfig()
-    text_format.Parse(config_path.read_text(), config)
+    config = read_config(config_path)
     if config.HasField("dynamic_batching"):
         del config.dynamic_batching.preferred_batch_size[:]
     # warm-up samples at the spec's largest batch fail every variant with a smaller maximum
@@ -130,8 +130,7 @@ def best_analyzer_config(work: Path, model: str) -> tuple[str, mc.ModelConfig, i
     path = work / "variants" / name / "config.pbtxt"
     if not path.exists():
         raise BenchError(f"Model Analyzer's best configuration {name}: {path} missing")
-    config = mc.ModelConfig()
-    text_format.Parse(path.read_text(), config)
+    config = read_config(path)
     config.name = model
     return name, config, len({row[key].strip() for row in rows})
 
