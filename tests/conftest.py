@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,14 @@ from triton_deploy.runtime.server import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "build" / "models.yaml"
+
+# A shell starts a background job (`pytest ... &` in a script) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: every tdeploy the tests start would then ignore the
+# Ctrl-C that the interrupt tests send, and those tests would fail for the way pytest was
+# launched. A handled signal is reset to its default at exec, so pytest handling SIGINT (as it
+# does when started from a terminal) gives each child Python's own KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
