@@ -109,6 +109,10 @@ def _config(platform: str = "", backend: str = "") -> mc.ModelConfig:
             mc.ModelOutput(name="Y", data_type=mc.TYPE_FP32, dims=[1]),
             mc.ModelOutput(name="V", data_type=mc.TYPE_FP32, dims=[1]),
         ],
+        # One instance (Triton's default on CPU is two): each Python-based instance is a stub
+        # process that takes about 1.2 s to exit when its pod is drained or stopped (measured,
+        # one after the other), and a color's pod here stops two or three times per test.
+        instance_group=[mc.ModelInstanceGroup(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)],
     )
 
 
@@ -499,11 +503,20 @@ class Kubelet:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        for pods in list(self.pods.values()):
+
+        def stop_pod(pods: PodSet) -> None:
             if pods.sidecar is not None:
                 pods.sidecar.close()
             if pods.server is not None:
                 pods.server.stop()
+
+        # every color at once, as a node shuts its pods down (a tritonserver takes a second or
+        # more to exit: it checks for requests in flight once a second)
+        stops = [threading.Thread(target=stop_pod, args=(p,)) for p in self.pods.values()]
+        for thread in stops:
+            thread.start()
+        for thread in stops:
+            thread.join()
         self.pods.clear()
 
 
