@@ -9,11 +9,12 @@ release's GRPCRoute. No gateway can run here; this one is made of real parts:
   requests that server "missed" at its old weight (measured: from 10/90 to 50/50, 222 requests
   in a row to green, a step measured at 55-58 % instead of 50 %); a server that comes up from
   weight 0 starts level with the others, so each weight holds from the change on, as in a
-  gateway that rebuilds its weighted choice on each route update. An adapter thread reads the GRPCRoute that the chart rendered and the stand-in helm applied to the
-  emulated API server, maps each backendRef's Service to its color (the Service's selector) and
-  to that color's ready tritonserver (the stand-in kubelet's), sets the servers' addresses and
-  weights through HAProxy's admin socket, then writes the route's status (Accepted and
-  ResolvedRefs for the generation it applied), as a gateway controller does.
+  gateway that rebuilds its weighted choice on each route update. An adapter thread reads the
+  GRPCRoute that the chart rendered and the stand-in helm applied to the emulated API server,
+  maps each backendRef's Service to its color (the Service's selector) and to that color's
+  ready tritonserver (the stand-in kubelet's), sets the servers' addresses and weights through
+  HAProxy's admin socket, then writes the route's status (Accepted and ResolvedRefs for the
+  generation it applied), as a gateway controller does.
 - HAProxy cannot mirror gRPC requests. The route's RequestMirror filter is implemented by
   ``MirrorProxy``, a small grpcio server in front of HAProxy (STAND-IN for the gateway's
   RequestMirror): each unary call goes through HAProxy and its answer back to the caller; when
