@@ -38,9 +38,11 @@ up: build
 verify: install
 	$(TDEPLOY) verify
 
-# PYTEST_ARGS: e.g. "-n 4 --dist loadfile" for parallel workers on a machine with cores to
-# spare (one shared example build; docs/development.md). Not the default: on 2 cores the
-# suite is CPU-bound and workers made it no faster.
+# Test files run on parallel workers, one more than the cores this process may use (the suite
+# waits on servers, rollouts and load as much as it computes), 3 to 8; the example repository is
+# built once and copied per worker (docs/development.md). PYTEST_ARGS= runs serially.
+PYTEST_WORKERS ?= $(shell python3 -c "import os; print(min(8, max(3, len(os.sched_getaffinity(0)) + 1)))")
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory loadtest

@@ -11,8 +11,8 @@ gets SIGTERM after its own, as the kubelet does: the shedder first (it stops acc
 GOAWAY to the client, lets what it holds finish), Triton after its longer sleep.
 
 With the chart's preStop every call succeeds: the client has moved to green before blue stops.
-The control run sends SIGTERM to both right after the endpoint removal (preStop 0): calls fail,
-so the test can tell the difference.
+The control run has no preStop: SIGTERM to both at the deletion, 0.5 s before the endpoint
+removal (endpoints change asynchronously): calls fail, so the test can tell the difference.
 """
 
 from __future__ import annotations
@@ -149,9 +149,10 @@ class ServiceProxy:
 
 
 def _delete_blue_pod(
-    tmp_path: Path, pre_stop_s: float, shedder_pre_stop_s: float
+    tmp_path: Path, pre_stop_s: float, shedder_pre_stop_s: float, endpoint_lag_s: float = 0.0
 ) -> dict[str, Any]:
-    """Replays a pod deletion of blue under load; returns what the client saw and timings."""
+    """Replays a pod deletion of blue under load; returns what the client saw and timings.
+    ``endpoint_lag_s``: how long after the deletion the Service's endpoints drop blue."""
     blue_args, _ = _rendered("blue")
     green_args, _ = _rendered("green")
     blue = TritonServer(_color_repository(tmp_path / "blue", 1), extra_args=blue_args).start()
@@ -182,7 +183,15 @@ def _delete_blue_pod(
         proxy.admin("enable server endpoints/green")  # a second ready pod
         time.sleep(0.5)
         deleted = time.monotonic()
-        proxy.admin("disable server endpoints/blue")  # the endpoints drop the deleted pod
+
+        def drop_endpoint() -> None:  # the endpoints drop the deleted pod
+            time.sleep(endpoint_lag_s)
+            proxy.admin("disable server endpoints/blue")
+
+        endpoint_thread = threading.Thread(target=drop_endpoint)
+        endpoint_thread.start()
+        if not endpoint_lag_s:
+            endpoint_thread.join()
 
         def stop_shedder() -> None:  # its own preStop, then SIGTERM: soft stop
             time.sleep(shedder_pre_stop_s)
@@ -196,6 +205,7 @@ def _delete_blue_pod(
         sigterm = time.monotonic()
         exit_code = blue.wait()
         shedder_thread.join(timeout=60)
+        endpoint_thread.join(timeout=60)
         exited = time.monotonic()
         time.sleep(1.0)
         stop.set()
@@ -238,7 +248,11 @@ def test_pre_stop_lets_every_request_finish_when_a_pod_stops(tmp_path: Path) -> 
 
 
 def test_control_without_pre_stop_fails_calls(tmp_path: Path) -> None:
-    run = _delete_blue_pod(tmp_path, 0.0, 0.0)
+    # Without preStop the kubelet's SIGTERM can come before the endpoints drop the pod (they
+    # change asynchronously: the chart's shedder preStop of 1 s is for that), here by 0.5 s.
+    # With the endpoint dropped first, a busy machine (parallel test workers) could move the
+    # client to green on its own before blue's model unloaded: that run failed no call.
+    run = _delete_blue_pod(tmp_path, 0.0, 0.0, endpoint_lag_s=0.5)
     errors = [a for _, a in run["results"] if isinstance(a, str)]
     assert errors, "stopping blue at once failed no call: the drain test above proves nothing"
     print(f"without preStop: {len(errors)} of {len(run['results'])} calls failed, e.g. {errors[0]}")
