@@ -43,8 +43,12 @@ verify: install
 # built once and copied per worker (docs/development.md). PYTEST_ARGS= runs serially.
 PYTEST_WORKERS ?= $(shell python3 -c "import os; print(min(8, max(3, len(os.sched_getaffinity(0)) + 1)))")
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS) --dist loadfile
+# Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE): the
+# suite starts hundreds of Python processes (tdeploy, Python-backend stubs, test workers) that
+# would otherwise compile the same sources again each time. __pycache__ is ignored by git and
+# by the repository's signature.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory loadtest
 
 lint: install

@@ -99,7 +99,7 @@ class AsyncInferenceClient(BaseClient):
             route: AsyncInferenceClient = call.route
             return await route._rpc(call, send)
         while True:
-            attempt_timeout = call.deadline.attempt_timeout(call.model)
+            attempt_timeout = self._attempt_timeout(call)
             # The book's checkout/checkin are synchronous; only closing a channel is awaited,
             # which keeps the per-call cost of the common path at two plain method calls.
             book = self._channels.book

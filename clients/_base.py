@@ -113,6 +113,8 @@ class Call:
     attempts: int = 0
     #: A client with ``weights``: the endpoint's own client this call goes to (or None).
     route: Any = None
+    #: The last failed attempt that is being retried: its error and the exception behind it.
+    retrying: tuple[ClientError, BaseException] | None = None
 
 
 class BaseClient:
@@ -346,6 +348,31 @@ class BaseClient:
         )
 
     # -- the retry decision ----------------------------------------------------------------------
+    def _attempt_timeout(self, call: Call) -> float:
+        """The gRPC deadline of the next attempt. A backoff is only started when it ends before
+        the deadline; when the process wakes up too late all the same (a busy machine), the call
+        fails with its last attempt's error, as when the backoff would not have fit, and not
+        with a ``DeadlineExceeded`` saying that nothing could be sent."""
+        try:
+            return call.deadline.attempt_timeout(call.model)
+        except DeadlineExceeded:
+            if call.retrying is None:
+                raise
+            error, cause = call.retrying
+            self._log_gave_up(call, error)
+            raise error from cause
+
+    def _log_gave_up(self, call: Call, error: ClientError) -> None:
+        if self._log_failures and logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "%s %s failed after %d attempt(s) in %.3f s: %s",
+                call.what,
+                _log_name(call),
+                call.attempts,
+                call.deadline.elapsed(),
+                error,
+            )
+
     def _retry_after(
         self, call: Call, exc: BaseException, channel: Channel[Any]
     ) -> tuple[ClientError, float | None, bool]:
@@ -367,16 +394,10 @@ class BaseClient:
             delay = None
             error.note_retry_budget_spent()
         if delay is None:
-            if self._log_failures and logger.isEnabledFor(logging.WARNING):
-                logger.warning(
-                    "%s %s failed after %d attempt(s) in %.3f s: %s",
-                    call.what,
-                    _log_name(call),
-                    call.attempts,
-                    call.deadline.elapsed(),
-                    error,
-                )
-        elif self._log_failures and logger.isEnabledFor(logging.WARNING):
+            self._log_gave_up(call, error)
+            return error, delay, retire
+        call.retrying = (error, exc)
+        if self._log_failures and logger.isEnabledFor(logging.WARNING):
             logger.warning(
                 "%s %s: attempt %d failed (%s); retrying in %.3f s, %.3f s left",
                 call.what,
@@ -390,6 +411,7 @@ class BaseClient:
 
     def _answered(self, call: Call, channel: Channel[Any]) -> None:
         """After a successful attempt."""
+        call.retrying = None
         channel.answered = True
         self.retry_budget.record_answer()
         if logger.isEnabledFor(logging.DEBUG):

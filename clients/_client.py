@@ -145,7 +145,7 @@ class InferenceClient(BaseClient):
             route: InferenceClient = call.route
             return route._rpc(call, send)
         while True:
-            attempt_timeout = call.deadline.attempt_timeout(call.model)
+            attempt_timeout = self._attempt_timeout(call)
             channel = self._channels.acquire()
             try:
                 result = send(channel.client, attempt_timeout)

@@ -176,6 +176,42 @@ def test_a_lone_call_retries_while_its_deadline_allows(caplog: pytest.LogCapture
     assert "failed after" in caplog.records[-1].getMessage()
 
 
+def test_a_backoff_that_wakes_up_past_the_deadline_fails_with_the_attempts_error(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine a backoff that fit before the deadline ended after it: the call raised
+    DeadlineExceeded("ran out before the call could be sent") after sending it 5 times. It fails
+    as when the backoff would not have fit: with the last attempt's error, logged as given up.
+    Here every sleep oversleeps by 1 s (sync client) or the event loop wakes up 1 s late."""
+    caplog.set_level(logging.WARNING, logger="triton_deploy.clients")
+    real_sleep, real_async_sleep = time.sleep, asyncio.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: real_sleep(s + 1.0))
+
+    async def late(delay: float) -> None:
+        await real_async_sleep(delay + 1.0)
+
+    proxy = TcpProxy({"down": ("127.0.0.1", free_port())}, active="down")  # to nothing
+    try:
+        with InferenceClient(proxy.url, timeout=0.5) as client, pytest.raises(Unavailable):
+            client.is_server_live()
+        assert "failed after 1 attempt(s)" in caplog.records[-1].getMessage()
+
+        async def call() -> None:
+            async with AsyncInferenceClient(proxy.url, timeout=0.5) as client:
+                monkeypatch.setattr(asyncio, "sleep", late)
+                try:
+                    await client.is_server_live()
+                finally:
+                    monkeypatch.setattr(asyncio, "sleep", real_async_sleep)
+
+        with pytest.raises(Unavailable):
+            asyncio.run(call())
+        assert "failed after 1 attempt(s)" in caplog.records[-1].getMessage()
+    finally:
+        monkeypatch.setattr(time, "sleep", real_sleep)
+        proxy.close()
+
+
 def test_the_budget_bounds_retries_of_many_concurrent_calls(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
