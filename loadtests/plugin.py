@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import LoadTestShape, between, events
 from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
@@ -217,10 +218,26 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
 def _build_payloads(environment: Environment, mix: TaskMix) -> None:
     """Build the payload pools before users start: gevent is cooperative, and a second spent
     loading scikit-learn inside the first user would stall (and inflate the timings of) every
-    request already in flight. The master sends no requests and needs none."""
-    if not isinstance(environment.runner, MasterRunner):
+    request already in flight. The master sends no requests and needs none.
+
+    A worker builds them on a thread of gevent's pool: it is connected to its master already,
+    and its heartbeats must go on meanwhile (a master gives a worker up after 3 s without
+    one; loading scikit-learn and the digits images took 8 s on a busy 2-core machine)."""
+    if isinstance(environment.runner, MasterRunner):
+        return
+
+    def build() -> None:
         for entry in mix.active().values():
             entry.cls.prepare(entry.parsed_options, mix.seed)
+
+    if not isinstance(environment.runner, WorkerRunner):
+        build()
+        return
+    # numpy.testing starts a subprocess when it is first imported (scipy, so scikit-learn,
+    # imports it), and gevent watches child processes from its own thread only.
+    import numpy.testing  # noqa: F401
+
+    gevent.get_hub().threadpool.apply(build)
 
 
 def measurements(stats: RequestStats) -> tuple[dict[str, Measured], Measured]:

@@ -143,7 +143,9 @@ def test_impossible_slo_exits_non_zero_naming_threshold_and_measured_value(
 
 def test_distributed_run_one_master_one_worker(triton_server: TritonServer, tmp_path: Path) -> None:
     """Same locustfile on both; the master's options (here: the staging task mix, which never
-    calls digits_cnn) reach the worker; the master gates on the worker's numbers."""
+    calls digits_cnn) reach the worker; the master gates on the worker's numbers. 12 s: a
+    worker loads its mix after it connected (8 s on a busy machine), and the run's clock runs
+    from the master's start."""
     slo = tmp_path / "slo.yaml"
     slo.write_text(GENEROUS.replace("  digits_cnn: {p99_ms: 10000, max_error_ratio: 0.01}\n", ""))
     port = free_port()
@@ -161,7 +163,7 @@ def test_distributed_run_one_master_one_worker(triton_server: TritonServer, tmp_
         master_options = (
             f"--master --master-bind-host 127.0.0.1 --master-bind-port {port} "
             "--expect-workers 1 --expect-workers-max-wait 60 --headless --only-summary "
-            f"-u 4 -r 4 -t 5s --host {triton_server.grpc_url} --target-env staging"
+            f"-u 4 -r 4 -t 12s --host {triton_server.grpc_url} --target-env staging"
         ).split()
         master = subprocess.run(
             [*locust, *master_options, "--slo-file", str(slo), "--csv", str(prefix)],
