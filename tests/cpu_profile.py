@@ -6,7 +6,7 @@ Each test's wall time and CPU seconds, of the pytest process (or xdist worker) t
 its children that ended during the test (``getrusage``: a tritonserver's stubs count when the
 server stops), one JSON line per test in ``$TEST_CPU_DIR`` (default ``.test-cpu/``), one file per
 worker. At the end: CPU seconds per test folder, and how busy the machine's cores were over the
-run (``/proc/stat``), the figures of docs/development.md's "Test time".
+run (psutil), the figures of docs/development.md's "Test time".
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 _started: dict[str, float] = {}
@@ -33,11 +34,12 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _machine() -> tuple[int, int]:
-    """(busy, total) clock ticks of every core since boot."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+def _machine() -> tuple[float, float]:
+    """(busy, total) CPU seconds of every core since boot, busy as ``tdeploy bench`` counts it
+    (triton_deploy.bench.environment.host: all but idle and iowait)."""
+    times = psutil.cpu_times()
+    total = sum(times)
+    return total - times.idle - getattr(times, "iowait", 0.0), total
 
 
 def _is_controller(config: pytest.Config) -> bool:
