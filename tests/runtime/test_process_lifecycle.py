@@ -115,6 +115,44 @@ def test_a_second_server_on_the_same_ports_is_refused_before_it_starts(
         assert first.is_ready()
 
 
+def test_a_port_handed_out_in_one_process_is_not_handed_out_in_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parallel workers, or two `tdeploy serve`s, each ask for free ports: bind(0) may give both
+    the same one before either binds it (this made a CI run fail). The port is claimed machine-
+    wide until its holder exits."""
+    from triton_deploy.runtime import server as server_module
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from triton_deploy.runtime.server import free_port\n"
+         "import sys\nprint(free_port(), flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        assert not server_module._claim(port), f"port {port}, held by pid {child.pid}, claimed"
+
+        class SameFirst(socket.socket):  # the kernel giving this process the child's port first
+            handed = False
+
+            def getsockname(self) -> tuple[str, int]:
+                if not SameFirst.handed:
+                    SameFirst.handed = True
+                    return ("127.0.0.1", port)
+                return super().getsockname()  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(server_module.socket, "socket", SameFirst)
+        other = free_port()
+        monkeypatch.undo()
+        assert SameFirst.handed and other != port
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert server_module._claim(port)  # the holder is gone: its claim went with it
+
+
 def test_serve_restarts_a_crashed_server_and_says_why(
     echo_repository: Path, serve_processes: list[Serve]
 ) -> None:

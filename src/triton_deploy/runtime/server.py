@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
+import os
 import re
 import secrets
 import signal
@@ -100,15 +102,43 @@ HTTP_OFF_HEADER = "tdeploy-http-inference-off-use-grpc"
 
 
 _handed_out: set[int] = set()
+#: Ports handed out lately, each held by an exclusive lock on a file named after it, so that
+#: other processes (a second ``tdeploy serve``, parallel test workers) skip them until their
+#: user has bound them; the kernel drops a lock when its holder exits.
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "tdeploy-ports"
+_held_locks: collections.deque[int] = collections.deque()
+_HELD_LOCKS_MAX = 64
+
+
+def _claim(port: int) -> bool:
+    """Lock ``port`` against other processes' ``free_port``; false if one of them holds it."""
+    try:
+        _PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+        fd = os.open(_PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError:
+        return True  # no shared lock folder here (another user's, read-only): best effort
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held_locks.append(fd)
+    while len(_held_locks) > _HELD_LOCKS_MAX:
+        os.close(_held_locks.popleft())  # handed out long ago: bound by now, or never used
+    return True
 
 
 def free_port() -> int:
-    """A free TCP port, never one this process handed out before (bind(0) may repeat one)."""
+    """A free TCP port that neither this process nor, lately, another on this machine handed out.
+
+    bind(0) may give two processes the same port between one's release and its user's bind;
+    a lock on a file named after the port (see ``_claim``) keeps that from happening.
+    """
     while True:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port not in _handed_out:
+        if port not in _handed_out and _claim(port):
             _handed_out.add(port)
             return port
 
