@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
+from triton_deploy.defaults import DEFAULT_TIMEOUT_S, DEFAULT_URL
+
 from ._errors import (
     Cancelled,
     ClientError,
@@ -56,8 +58,6 @@ __all__ = [
     "BaseClient",
 ]
 
-DEFAULT_URL = "localhost:8001"
-DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTION_AGE_S = 60.0
 DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_METADATA_TTL_S = 60.0

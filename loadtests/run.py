@@ -24,6 +24,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from triton_deploy.defaults import DEFAULT_LOADTEST_REPORTS
+
 from .config import LOCUSTFILE, LoadTestConfigError, load_yaml_model, mix_path, slo_path
 from .objectives import check_coverage, load_slo
 from .shapes import make_shape
@@ -31,7 +33,7 @@ from .taskmix import TaskMix
 
 __all__ = ["LoadTestResult", "parse_duration", "run_loadtest"]
 
-DEFAULT_REPORTS = Path("reports/loadtest")
+DEFAULT_REPORTS = DEFAULT_LOADTEST_REPORTS
 # Locust's own start-up and shutdown, on top of --run-time, before we call it hung.
 _GRACE_S = 180.0
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import numpy.typing as npt
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -32,16 +30,14 @@ from triton_deploy.cli_options import (
     Url,
     connection,
 )
-from triton_deploy.clients import (
-    HealthReport,
-    InferenceClient,
-    NotReady,
-    UsageError,
-    arrays_from_records,
-)
 from triton_deploy.errors import TritonDeployError
 
-Array = npt.NDArray[Any]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from triton_deploy.clients import HealthReport
+
+    Array = npt.NDArray[Any]
 
 __all__ = ["health", "infer"]
 
@@ -95,6 +91,8 @@ def infer(
     tdeploy infer ctr --impressions build/examples/ctr/impressions.json --json
     tdeploy infer reviews --text "arrived broken" --text "great value"[/]
     """
+    from triton_deploy.clients import InferenceClient, UsageError, arrays_from_records
+
     if sum([bool(inputs), impressions is not None, bool(texts)]) != 1:
         raise UsageError(
             "give one of --input NAME=FILE.npy (repeatable), --impressions FILE or --text STRING"
@@ -138,6 +136,8 @@ def health(
 
     [dim]tdeploy health --models digits,ctr --wait 60[/]
     """
+    from triton_deploy.clients import InferenceClient, NotReady
+
     names = [n.strip() for item in models or [] for n in item.split(",") if n.strip()]
     with InferenceClient(url, **connection(timeout, header, token, tls, ca, cert, key)) as client:
         try:
@@ -158,8 +158,10 @@ class _NotHealthy(TritonDeployError):
     """The report was printed; this only turns "not ok" into the one-line error and exit 1."""
 
 
-# -- helpers ---------------------------------------------------------------------------------------
+# -- helpers (numpy and the client are imported when a command runs: `tdeploy` starts faster) --
 def _pair(item: str, option: str, form: str) -> tuple[str, str]:
+    from triton_deploy.clients import UsageError
+
     name, sep, value = item.partition("=")
     if not sep or not name:
         raise UsageError(f"{option} takes {form}, got {item!r}")
@@ -167,6 +169,10 @@ def _pair(item: str, option: str, form: str) -> tuple[str, str]:
 
 
 def _load_arrays(items: Sequence[str]) -> dict[str, Array]:
+    import numpy as np
+
+    from triton_deploy.clients import UsageError
+
     arrays: dict[str, Array] = {}
     for item in items:
         name, path = _pair(item, "--input", "NAME=FILE.npy")
@@ -187,6 +193,10 @@ def _load_arrays(items: Sequence[str]) -> dict[str, Array]:
 
 def _text_arrays(schema: Any, texts: Sequence[str]) -> dict[str, Array]:
     """One row per text for the model's one BYTES input ([N, 1] when it batches)."""
+    import numpy as np
+
+    from triton_deploy.clients import UsageError
+
     strings = [t for t in schema.inputs if t.datatype == "BYTES"]
     if len(schema.inputs) != 1 or len(strings) != 1:
         raise UsageError(
@@ -199,6 +209,8 @@ def _text_arrays(schema: Any, texts: Sequence[str]) -> dict[str, Array]:
 
 
 def _load_records(path: Path) -> list[dict[str, Any]]:
+    from triton_deploy.clients import UsageError
+
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -226,6 +238,8 @@ def _outputs_json(model: str, result: Mapping[str, Array]) -> dict[str, Any]:
 
 def _nested(array: Array) -> Any:
     """Lists for JSON; BYTES elements decoded as UTF-8."""
+    import numpy as np
+
     if array.dtype != object:
         return array.tolist()
     flat = [_text(x) for x in array.reshape(-1).tolist()]

@@ -3,7 +3,7 @@
 Registered on the main app by ``cli.py`` (``app.command()(loadtest)``), always: without the
 ``loadtest`` extra (locust) the command says how to install it. A thin wrapper over
 ``triton_deploy.loadtests.run_loadtest``; locust runs in a child process, so importing this
-module does not import locust.
+module does not import locust (nor the load tests' modules: the command does, when it runs).
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from triton_deploy.cli_options import (
     Token,
     parse_headers,
 )
-from triton_deploy.clients import UsageError
+from triton_deploy.defaults import DEFAULT_LOADTEST_REPORTS
 from triton_deploy.errors import TritonDeployError
-from triton_deploy.loadtests.run import DEFAULT_REPORTS, run_loadtest
 
 __all__ = ["loadtest"]
 
@@ -84,7 +83,7 @@ def loadtest(
     ] = 0.25,
     reports: Annotated[
         Path, typer.Option(help="Folder for the CSV, HTML and PNG reports.")
-    ] = DEFAULT_REPORTS,
+    ] = DEFAULT_LOADTEST_REPORTS,
     repository: Repository = DEFAULT_REPOSITORY,
     spec: Spec = DEFAULT_SPEC,
     build: Annotated[
@@ -122,6 +121,9 @@ def loadtest(
     """
     if importlib.util.find_spec("locust") is None:
         raise TritonDeployError(_NO_LOCUST)
+    from triton_deploy.clients import UsageError  # imported when the command runs, not at start
+    from triton_deploy.loadtests.run import run_loadtest
+
     console = Console(stderr=True)
     if shape not in _SHAPES:
         raise UsageError(f"--shape must be one of {', '.join(_SHAPES)}, got {shape!r}")

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -72,6 +71,8 @@ def inference_log(
             raise ObservabilityError(f"--out {out}: use a .jsonl or .parquet file name")
         writer = write_parquet if out.suffix == ".parquet" else write_jsonl
         count = writer(log.records, out)
+    import numpy as np  # when the command runs, not at every `tdeploy` start
+
     table = Table(title="inference log", title_justify="left")
     for column in ("model", "color", "rows", "OK", "FAILED", "UNKNOWN", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("model", "color") else "right")

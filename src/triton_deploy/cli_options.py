@@ -35,7 +35,7 @@ from typing import Annotated, Any
 
 import typer
 
-from triton_deploy.clients import DEFAULT_TIMEOUT_S, DEFAULT_URL, UsageError
+from triton_deploy.defaults import DEFAULT_TIMEOUT_S, DEFAULT_URL
 
 __all__ = [
     "DEFAULT_REPOSITORY",
@@ -157,6 +157,8 @@ def parse_headers(items: Sequence[str] | None, option: str = "--header") -> dict
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
+            from triton_deploy.clients import UsageError  # the client only when it is needed
+
             raise UsageError(f"{option} takes NAME=VALUE, got {item!r}")
         headers[name.strip()] = value
     return headers

@@ -6,6 +6,7 @@ import inspect
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +92,26 @@ def test_import_is_light(module: str, heavy: tuple[str, ...]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_command_line_starts_without_the_libraries_its_commands_use() -> None:
+    """`tdeploy` runs as a fresh process for every command (rollouts call it in loops, CI in
+    scripts): defining its commands must not load gRPC, numpy, pydantic or the Kubernetes
+    client; each command imports what it needs when it runs."""
+    heavy = ("grpc", "numpy", "tritonclient", "pydantic", "kubernetes", "yaml", "torch", "onnx")
+    code = (
+        "import json, sys\n"
+        "import triton_deploy.cli\n"
+        "triton_deploy.cli.app.registered_commands  # every command defined\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    help_text = subprocess.run(
+        [str(Path(sys.executable).parent / "tdeploy"), "infer", "--help"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert help_text.returncode == 0 and "--input" in help_text.stdout, help_text.stderr
 
 
 def test_nothing_without_opentelemetry_is_imported_for_tracing() -> None:
