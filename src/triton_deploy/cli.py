@@ -44,10 +44,11 @@ console = Console(stderr=True)
 def print_error(exc: BaseException) -> None:
     """``error: <message>`` on stderr: the message as the error wrote it; client errors (which
     may quote a server's multi-line text) on one line."""
-    from triton_deploy.clients import ClientError
-
+    # a ClientError exists only where the client was imported: importing it here could fail
+    # for the very reason being reported (out of file descriptors, memory)
+    clients = sys.modules.get("triton_deploy.clients")
     message = str(exc)
-    if isinstance(exc, ClientError):
+    if clients is not None and isinstance(exc, clients.ClientError):
         message = " ".join(message.split())
     try:
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
