@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import xgboost
@@ -189,6 +190,18 @@ def test_python_based_backends_honour_the_native_contracts(
         np.testing.assert_array_equal(fil("fil_class")[:, 0], (p > 0.02).astype(np.float32))
         np.testing.assert_array_equal(fil("fil_is_classifier")[:, 0], (p > 0.02).astype(np.float32))
         assert 0 < (p > 0.02).mean() < 1  # the threshold really splits the rows
+        # a tree model's stub loads xgboost, not scikit-learn and pandas (3 s and ~100 MB more)
+        assert server.pid is not None
+        stubs = {
+            stub.pid: stub.cmdline()
+            for stub in psutil.Process(server.pid).children()
+            if any("/fil_" in part for part in stub.cmdline())
+        }
+        assert len(stubs) == 4, stubs
+        for pid in stubs:
+            libraries = Path(f"/proc/{pid}/maps").read_text()
+            assert "/xgboost/" in libraries and "/sklearn/" not in libraries, stubs[pid]
+            assert "/pandas/" not in libraries, stubs[pid]
 
         outputs = []
         for model in ("onnx_named", "onnx_folder"):
