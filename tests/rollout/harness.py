@@ -416,6 +416,7 @@ class Kubelet:
         deployments = {
             d["metadata"]["name"]: d for d in self.cluster.list_objects("apps/v1", "deployments")
         }
+        pod_names = {p["metadata"]["name"] for p in self.cluster.list_objects("v1", "pods")}
         for name in list(self.pods):
             if name not in deployments:
                 self._terminate(self.pods.pop(name))
@@ -442,7 +443,7 @@ class Kubelet:
             pods = self.pods.get(name)
             ready = replicas if pods is not None and pods.ready else 0
             self._write_status(deployment, replicas, ready)
-            self._write_pods(deployment, template, replicas if ready else 0, container)
+            self._write_pods(deployment, template, replicas if ready else 0, container, pod_names)
 
     def _write_status(self, deployment: dict[str, Any], replicas: int, ready: int) -> None:
         status = {
@@ -464,15 +465,16 @@ class Kubelet:
             )
 
     def _write_pods(
-        self, deployment: dict[str, Any], template: str, count: int, container: dict[str, Any]
+        self,
+        deployment: dict[str, Any],
+        template: str,
+        count: int,
+        container: dict[str, Any],
+        pod_names: set[str],  # every pod, listed once per pass (a Deployment's own are its name-*)
     ) -> None:
         name = deployment["metadata"]["name"]
         prefix = f"{name}-{template}-"
-        existing = {
-            p["metadata"]["name"]
-            for p in self.cluster.list_objects("v1", "pods")
-            if p["metadata"]["name"].startswith(f"{name}-")
-        }
+        existing = {pod for pod in pod_names if pod.startswith(f"{name}-")}
         wanted = {f"{prefix}{i}" for i in range(count)}
         pods = self.pods.get(name)
         for pod in sorted(wanted - existing):
@@ -576,9 +578,12 @@ class ServiceProxy:
     def _loop(self) -> None:
         names = {"active": FULLNAME, "preview": f"{FULLNAME}-preview"}
         while not self._stop.wait(0.15):
-            try:
+            try:  # one list a pass, as kube-proxy watches them all (not a read per Service)
+                services = {
+                    s["metadata"]["name"]: s for s in self.cluster.list_objects("v1", "services")
+                }
                 for role, name in names.items():
-                    service = self.cluster.get("v1", "services", name)
+                    service = services.get(name)
                     color = (service or {}).get("spec", {}).get("selector", {}).get("color")
                     port = self.kubelet.ready_port(color) if color else None
                     endpoint = (color, port) if port is not None else None
