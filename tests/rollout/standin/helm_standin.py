@@ -37,6 +37,11 @@ from typing import Any
 
 import yaml
 
+# libyaml's safe loader and dumper where PyYAML has them: this process starts for every helm
+# call, and a chart's manifest takes 0.1 s to parse and 0.06 s to write in pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -207,7 +212,7 @@ class Releases:
 
 
 def _docs(manifest: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(manifest) if isinstance(d, dict) and d]
+    return [d for d in yaml.load_all(manifest, Loader=_LOADER) if isinstance(d, dict) and d]
 
 
 def render(
@@ -229,7 +234,9 @@ def render(
         for doc in _docs(text):
             if (doc.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook"):
                 continue  # hooks (helm test pods) are not part of the release manifest
-            parts.append(f"---\n# Source: {path}\n{yaml.safe_dump(doc, sort_keys=False)}")
+            parts.append(
+                f"---\n# Source: {path}\n{yaml.dump(doc, Dumper=_DUMPER, sort_keys=False)}"
+            )
     meta = chart.metadata
     info = {k: meta.get(k) for k in ("name", "version", "appVersion")}
     return "".join(parts), {"metadata": info, "path": str(Path(chart_dir).resolve())}
