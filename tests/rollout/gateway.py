@@ -220,8 +220,9 @@ class GatewayStandIn:
             except Exception as exc:  # recorded; a test asserting on it fails
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
-    def _color(self, service_name: str) -> str | None:
-        service = self.cluster.get("v1", "services", service_name)
+    @staticmethod
+    def _color(services: dict[str, Any], service_name: str) -> str | None:
+        service = services.get(service_name)
         color = ((service or {}).get("spec") or {}).get("selector", {}).get("color")
         return str(color) if color in COLORS else None
 
@@ -230,15 +231,17 @@ class GatewayStandIn:
         if route is None:
             return
         (rule,) = route["spec"]["rules"]
+        # one list a pass, as a gateway controller watches them all (not a read per reference)
+        services = {s["metadata"]["name"]: s for s in self.cluster.list_objects("v1", "services")}
         weights = dict.fromkeys(COLORS, 0)
         for ref in rule.get("backendRefs") or []:
-            color = self._color(ref["name"])
+            color = self._color(services, ref["name"])
             if color is not None:
                 weights[color] += int(ref.get("weight", 1))
         mirror: tuple[str, int | None] | None = None
         for item in rule.get("filters") or []:
             if item.get("type") == "RequestMirror":
-                color = self._color(item["requestMirror"]["backendRef"]["name"])
+                color = self._color(services, item["requestMirror"]["backendRef"]["name"])
                 if color is not None:
                     mirror = (color, item["requestMirror"].get("percent"))
         servers = {}
