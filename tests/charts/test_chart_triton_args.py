@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
@@ -146,8 +147,15 @@ def test_rendered_flags_start_a_real_tritonserver(
             # Health stays open to ordinary clients.
             assert _get(f"{server.http_url}/v2/health/live") == 200
         if "--allow-http=false" in args:
-            with pytest.raises(urllib.error.URLError):  # no listener: nothing to parse JSON
-                _get(f"{server.http_url}/v2/health/live")
+            # no listener: nothing to parse JSON. Asked of the server process itself: another
+            # process may listen on the port it was handed and never bound (parallel workers).
+            assert server.pid is not None
+            listening = {
+                c.laddr.port
+                for c in psutil.Process(server.pid).net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            }
+            assert server.grpc_port in listening and server.http_port not in listening, listening
 
         grpc = _restriction(args, "--grpc-restricted-protocol")
         if grpc is not None:

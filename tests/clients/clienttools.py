@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from triton_deploy.runtime.server import listening_socket
+
 
 @dataclass
 class ProxyConnection:
@@ -38,10 +40,7 @@ class TcpProxy:
         self.delay_s = 0.0
         self.connections: list[ProxyConnection] = []
         self._lock = threading.Lock()
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(128)
+        self._listener = listening_socket()  # not on a port another worker was handed
         self.port = self._listener.getsockname()[1]
         self._stopped = False
         threading.Thread(target=self._accept, daemon=True).start()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from triton_deploy.clients import (
     ShadowReport,
     Tolerance,
 )
-from triton_deploy.runtime.server import TritonServer, free_port
+from triton_deploy.runtime.server import TritonServer, free_port, listening_socket
 
 pytestmark = pytest.mark.server
 
@@ -197,9 +196,7 @@ def test_a_shadow_that_is_down_or_slow_never_fails_or_delays_the_primary(
     servers: dict[int, TritonServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     # A shadow that takes connections and never answers: every copy waits for its deadline.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(64)
+    silent = listening_socket(backlog=64)
     nowhere = f"127.0.0.1:{silent.getsockname()[1]}"
     shadow = ShadowConfig(nowhere, sample=1.0, timeout=0.5, max_in_flight=2, metrics=False)
     with silent, InferenceClient(servers[1].grpc_url, shadow=shadow) as client:

@@ -143,6 +143,26 @@ def free_port() -> int:
             return port
 
 
+def listening_socket(host: str = "127.0.0.1", backlog: int = 128) -> socket.socket:
+    """A TCP socket listening on a free port of ``host`` that no process here claimed through
+    ``free_port``: bind(0) alone may land on a port handed out to a server that has not bound
+    it yet, or never will (``--allow-http=false``). The port stays claimed by this process."""
+    while True:
+        sock = socket.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+            if port not in _handed_out and _claim(port):
+                _handed_out.add(port)
+                sock.listen(backlog)
+                return sock
+        except BaseException:
+            sock.close()
+            raise
+        sock.close()
+
+
 def describe_exit(code: int | None) -> str:
     """'killed by SIGSEGV (signal 11)' / 'exited with code 1'."""
     if code is None:
