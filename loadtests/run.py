@@ -33,7 +33,6 @@ from .taskmix import TaskMix
 
 __all__ = ["LoadTestResult", "parse_duration", "run_loadtest"]
 
-DEFAULT_REPORTS = DEFAULT_LOADTEST_REPORTS
 # Locust's own start-up and shutdown, on top of --run-time, before we call it hung.
 _GRACE_S = 180.0
 
@@ -77,7 +76,7 @@ def run_loadtest(
     run_time: str = "30s",
     ramp_steps: int = 4,
     spike_baseline: float = 0.25,
-    reports: Path = DEFAULT_REPORTS,
+    reports: Path = DEFAULT_LOADTEST_REPORTS,
     repository: Path = Path("model_repository"),
     spec: Path | None = None,
     build: bool = True,

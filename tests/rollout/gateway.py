@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from harness import BASE_VALUES, NAMESPACE, Emulator, Kubelet
+from harness import BASE_VALUES, NAMESPACE, Emulator, Kubelet, services_by_name
 
 from triton_deploy.runtime.server import free_port
 
@@ -231,8 +231,7 @@ class GatewayStandIn:
         if route is None:
             return
         (rule,) = route["spec"]["rules"]
-        # one list a pass, as a gateway controller watches them all (not a read per reference)
-        services = {s["metadata"]["name"]: s for s in self.cluster.list_objects("v1", "services")}
+        services = services_by_name(self.cluster)
         weights = dict.fromkeys(COLORS, 0)
         for ref in rule.get("backendRefs") or []:
             color = self._color(services, ref["name"])

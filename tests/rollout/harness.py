@@ -522,6 +522,12 @@ class Kubelet:
 
 
 # -- the Services (HAProxy in TCP mode) -------------------------------------------------------------
+def services_by_name(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    """Every Service, by name: one list a pass, as kube-proxy and gateway controllers watch
+    them all (not a read per Service)."""
+    return {s["metadata"]["name"]: s for s in cluster.list_objects("v1", "services")}
+
+
 class ServiceProxy:
     """HAProxy with a frontend per Service; an adapter follows the emulator's selectors."""
 
@@ -578,10 +584,8 @@ class ServiceProxy:
     def _loop(self) -> None:
         names = {"active": FULLNAME, "preview": f"{FULLNAME}-preview"}
         while not self._stop.wait(0.15):
-            try:  # one list a pass, as kube-proxy watches them all (not a read per Service)
-                services = {
-                    s["metadata"]["name"]: s for s in self.cluster.list_objects("v1", "services")
-                }
+            try:
+                services = services_by_name(self.cluster)
                 for role, name in names.items():
                     service = services.get(name)
                     color = (service or {}).get("spec", {}).get("selector", {}).get("color")

@@ -128,6 +128,15 @@ def _claim(port: int) -> bool:
     return True
 
 
+def _hand_out(port: int) -> bool:
+    """Take ``port`` for this process: false if this process handed it out before (bind(0)
+    may repeat one) or another process claimed it."""
+    if port in _handed_out or not _claim(port):
+        return False
+    _handed_out.add(port)
+    return True
+
+
 def free_port() -> int:
     """A free TCP port that neither this process nor, lately, another on this machine handed out.
 
@@ -138,8 +147,7 @@ def free_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port not in _handed_out and _claim(port):
-            _handed_out.add(port)
+        if _hand_out(port):
             return port
 
 
@@ -152,9 +160,7 @@ def listening_socket(host: str = "127.0.0.1", backlog: int = 128) -> socket.sock
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-            if port not in _handed_out and _claim(port):
-                _handed_out.add(port)
+            if _hand_out(int(sock.getsockname()[1])):
                 sock.listen(backlog)
                 return sock
         except BaseException:
