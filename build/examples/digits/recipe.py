@@ -67,7 +67,7 @@ class DigitsCNN(nn.Module):
         return self.classifier(self.features(images))
 
 
-def train(out: Path, seed: int = 0, epochs: int = 30) -> RecipeResult:
+def train(out: Path, seed: int = 0, epochs: int = 15) -> RecipeResult:
     """Train the CNN and write ``digits_cnn.pt2`` and the held-out samples into ``out``."""
     model, splits = fit(seed, epochs)
     pixels = preprocess(splits.test_images)
@@ -84,7 +84,7 @@ def train(out: Path, seed: int = 0, epochs: int = 30) -> RecipeResult:
     return RecipeResult(metrics={"heldout_accuracy": accuracy})
 
 
-def fit(seed: int = 0, epochs: int = 30, batch_size: int = 64) -> tuple[DigitsCNN, DigitsSplits]:
+def fit(seed: int = 0, epochs: int = 15, batch_size: int = 64) -> tuple[DigitsCNN, DigitsSplits]:
     """Train the CNN; deterministic for a seed (single-threaded, seeded torch and shuffles)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
