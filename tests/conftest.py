@@ -22,6 +22,9 @@ from triton_deploy.build.spec import load_spec
 from triton_deploy.repository import MANIFEST
 from triton_deploy.runtime.server import TritonServer
 
+# Test files run longest first (measured), so that parallel workers finish together.
+pytest_plugins = ["file_order"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "build" / "models.yaml"
 

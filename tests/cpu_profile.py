@@ -1,6 +1,6 @@
 """Where the suite's CPU goes: an opt-in pytest plugin (``-p cpu_profile``, tests/ on PYTHONPATH).
 
-    PYTHONPATH=tests make test PYTEST_ARGS="-n 3 --dist loadfile -p cpu_profile"
+    PYTHONPATH=tests make test PYTEST_EXTRA="-p cpu_profile"
 
 Each test's wall time and CPU seconds, of the pytest process (or xdist worker) that ran it and of
 its children that ended during the test (``getrusage``: a tritonserver's stubs count when the
@@ -58,11 +58,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    started = time.time()
     own, wall = _cpu_seconds(resource.RUSAGE_SELF), time.monotonic()
     children = _cpu_seconds(resource.RUSAGE_CHILDREN)
     yield
     record = {
         "test": item.nodeid,
+        "started": round(started, 3),
         "wall_s": round(time.monotonic() - wall, 3),
         "cpu_s": round(_cpu_seconds(resource.RUSAGE_SELF) - own, 3),
         "children_cpu_s": round(_cpu_seconds(resource.RUSAGE_CHILDREN) - children, 3),
