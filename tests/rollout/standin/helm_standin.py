@@ -239,7 +239,11 @@ def render(
             )
     meta = chart.metadata
     info = {k: meta.get(k) for k in ("name", "version", "appVersion")}
-    return "".join(parts), {"metadata": info, "path": str(Path(chart_dir).resolve())}
+    # Helm keeps the whole chart in the release; the stand-in keeps its directory and the values
+    # it coalesced, so that `get values --all` (the rollout reads it every step) need not load
+    # Helm's engine again: the chart and the config of a revision never change.
+    chart_record = {"metadata": info, "path": str(Path(chart_dir).resolve()), "values": computed}
+    return "".join(parts), chart_record
 
 
 def apply(cluster: Cluster, old_manifest: str, new_manifest: str) -> None:
@@ -326,15 +330,13 @@ def cmd_upgrade(args: argparse.Namespace, cluster: Cluster, install_only: bool =
 
 
 def cmd_get(args: argparse.Namespace, cluster: Cluster) -> int:
-    import helm_python
-
     release = Releases(cluster, args.release).last()
     if args.what == "manifest":
         print(release["manifest"])
         return 0
     values = release["config"]
-    if args.all:  # Helm keeps the chart in the release; the stand-in keeps its directory
-        values = helm_python.Chart.load(release["chart"]["path"]).merge_values(values)
+    if args.all:  # the chart's values coalesced with the config when the revision was made
+        values = release["chart"]["values"]
     print(json.dumps(values) if args.output == "json" else yaml.safe_dump(values))
     return 0
 
