@@ -74,6 +74,34 @@ def test_a_model_that_fails_to_load_stops_start_up_with_the_servers_own_error(
     assert "ctr_xgb" in message and "xgboost.json" in message and "not found" in message
 
 
+ABORTING_MODEL = """
+import os
+import signal
+import sys
+
+class TritonPythonModel:
+    def initialize(self, args):
+        # what the C++ runtime prints before it aborts: no log prefix, so no error line
+        print("terminate called after throwing an instance of 'std::system_error'", flush=True)
+        os.kill(os.getppid(), signal.SIGABRT)  # the stub's parent: tritonserver
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def test_a_server_killed_by_a_signal_while_starting_shows_its_last_lines(tmp_path: Path) -> None:
+    # A signal gives no error line to show (a Triton 2.51 start was once aborted under load
+    # with only a harmless CUDA error line to show for it): the last lines say what happened.
+    repo = _slow_repository(tmp_path / "repo")
+    (repo / "slow" / "1" / "model.py").write_text(ABORTING_MODEL)
+    with pytest.raises(ServerStartError) as err:
+        TritonServer(repo, startup_timeout_s=60).start()
+    message = str(err.value)
+    assert "killed by SIGABRT (signal 6) while starting" in message, message
+    assert "terminate called after throwing" in message, message
+
+
 def test_serve_cli_exits_non_zero_with_the_error_lines(
     model_repository: Path, tmp_path: Path
 ) -> None:

@@ -565,6 +565,17 @@ class TritonServer:
         lines = list(self.log)
         return [ln for ln in lines if _ERROR_LINE.match(ln) or _UNAVAILABLE.search(ln)]
 
+    def _start_failure_lines(self, tail: int = 20) -> list[str]:
+        """What to show when tritonserver died while starting: its error lines, and when a
+        signal killed it (an abort, a crash) also its last lines, where the C++ runtime's own
+        words ("terminate called after throwing ...") stand without an error prefix."""
+        errors = self.error_lines()
+        code = self._process.returncode if self._process is not None else None
+        if errors and (code is None or code >= 0):
+            return errors
+        last = list(self.log)[-tail:]
+        return [ln for ln in errors if ln not in last] + last
+
     @property
     def _grpc_tls(self) -> bool:
         return any(
@@ -622,7 +633,7 @@ class TritonServer:
                 raise ServerStartError(
                     f"tritonserver {describe_exit(self._process.returncode)} while starting "
                     f"on {self.repository}",
-                    self.error_lines() or list(self.log)[-20:],
+                    self._start_failure_lines(),
                 )
             # gRPC starts first; HTTP and metrics (when on) listen a moment later
             if self.is_ready() and self._listening(*self._other_ports()):
