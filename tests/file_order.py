@@ -46,15 +46,15 @@ def order_by_duration(
 ) -> list[pytest.Item]:
     """``items`` grouped by file, longest file first; unknown files first of all; ties (and the
     tests inside a file) keep the collection's order."""
+    names = [_file_of(item, root) for item in items]
     first_seen: dict[str, int] = {}
-    for index, item in enumerate(items):
-        first_seen.setdefault(_file_of(item, root), index)
-
-    def key(item: pytest.Item) -> tuple[float, int]:
-        name = _file_of(item, root)
-        return -durations.get(name, math.inf), first_seen[name]
-
-    return sorted(items, key=key)  # stable: a file's own tests keep their order
+    for index, name in enumerate(names):
+        first_seen.setdefault(name, index)
+    order = sorted(
+        range(len(items)),
+        key=lambda i: (-durations.get(names[i], math.inf), first_seen[names[i]]),
+    )  # stable: a file's own tests keep their order
+    return [items[i] for i in order]
 
 
 def _file_of(item: pytest.Item, root: Path) -> str:
@@ -62,17 +62,21 @@ def _file_of(item: pytest.Item, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
+_DURATIONS = pytest.StashKey[dict[str, float]]()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    durations = config.stash[_DURATIONS] = load_durations()
     # xdist sorts the files by their number of tests unless told not to; the collection's own
     # order (below) is the better one.
-    if hasattr(config.option, "loadscopereorder") and load_durations():
+    if hasattr(config.option, "loadscopereorder") and durations:
         config.option.loadscopereorder = False
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    durations = load_durations()
+    durations = config.stash.get(_DURATIONS, {})
     if durations:
         items[:] = order_by_duration(items, durations, config.rootpath)
 

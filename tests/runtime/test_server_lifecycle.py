@@ -77,7 +77,6 @@ def test_a_model_that_fails_to_load_stops_start_up_with_the_servers_own_error(
 ABORTING_MODEL = """
 import os
 import signal
-import sys
 
 class TritonPythonModel:
     def initialize(self, args):
